@@ -1,0 +1,66 @@
+"""Build the PTB Application: HTTP client, per-user ordering, handlers, commands menu."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import BotCommand
+from telegram.ext import Application, ApplicationBuilder
+from telegram.request import HTTPXRequest
+
+from bot.handlers import add_survey_handlers
+from bot.processor import PerUserUpdateProcessor
+from bot.services import Services
+from core.i18n import N_, gettext_for
+
+log = logging.getLogger(__name__)
+
+# Many respondents press buttons at once; PTB's default pool of 1 connection
+# would serialise every Bot API call behind a single socket.
+CONNECTION_POOL_SIZE = 256
+
+MENU = (
+    ("start", N_("Start or continue the survey")),
+    ("lanjut", N_("Continue an unfinished survey")),
+    ("batal", N_("Discard the unfinished survey")),
+    ("bantuan", N_("Help")),
+    ("privasi", N_("How your data is handled")),
+    ("bahasa", N_("Bahasa Indonesia / English")),
+    ("hapus_data", N_("Erase your contact data")),
+    ("berhenti", N_("Stop reminders")),
+    ("langganan", N_("Receive reminders again")),
+)
+
+
+def menu_for(locale: str) -> list[BotCommand]:
+    tr = gettext_for(locale)
+    return [BotCommand(name, tr.gettext(text)) for name, text in MENU]
+
+
+async def register_commands(application: Application) -> None:  # type: ignore[type-arg]
+    """Indonesian by default, English for English-language Telegram clients."""
+    bot = application.bot
+    await bot.set_my_commands(menu_for("id"))
+    await bot.set_my_commands(menu_for("en"), language_code="en")
+
+
+def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
+    settings = svc.settings
+    if settings.telegram_bot_token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    request = HTTPXRequest(
+        connection_pool_size=CONNECTION_POOL_SIZE, pool_timeout=10.0, read_timeout=15.0
+    )
+    builder: ApplicationBuilder = (  # type: ignore[type-arg]
+        Application.builder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_base_url)
+        .request(request)
+        .get_updates_request(HTTPXRequest(connection_pool_size=2, read_timeout=40.0))
+        .concurrent_updates(PerUserUpdateProcessor())
+        .post_init(register_commands)
+    )
+    application = builder.build()
+    application.bot_data["services"] = svc
+    add_survey_handlers(application)
+    return application

@@ -1,0 +1,64 @@
+"""Start-up wiring shared by every channel: settings → data files → storage → engine.
+
+Everything that can be wrong with the configuration is checked here, before a
+channel starts, so a bad file stops start-up with its name, field and reason.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import MIN_SECRET_LENGTH, Settings, SettingsError
+from core.engine import Engine
+from core.questionnaire import Questionnaire, load_questionnaire
+from core.storage import Storage
+from core.units import UnitRegistry, load_units
+
+
+@dataclass
+class Services:
+    settings: Settings
+    questionnaire: Questionnaire
+    units: UnitRegistry
+    storage: Storage
+    engine: Engine
+    secret_key: bytes
+
+    async def close(self) -> None:
+        await self.storage.close()
+
+
+def load_survey(settings: Settings) -> tuple[Questionnaire, UnitRegistry]:
+    questionnaire = load_questionnaire(settings.questionnaire_path)
+    if questionnaire.period != settings.survey_period:
+        raise SettingsError(
+            f"SURVEY_PERIOD: is '{settings.survey_period}' but "
+            f"{settings.questionnaire_path} is for period '{questionnaire.period}'"
+        )
+    return questionnaire, load_units(settings.units_path)
+
+
+def local_secret_key(database_path: Path) -> bytes:
+    """A key kept beside a local database, so a try-out needs no configuration."""
+    key_path = database_path.with_name(database_path.name + ".key")
+    if key_path.exists():
+        key = key_path.read_text().strip()
+        if len(key) >= MIN_SECRET_LENGTH:
+            return key.encode()
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key.encode()
+
+
+async def open_services(settings: Settings, secret_key: bytes | None = None) -> Services:
+    questionnaire, units = load_survey(settings)
+    key = secret_key if secret_key is not None else settings.secret_key()
+    storage = await Storage.open(settings.database_path)
+    engine = Engine(questionnaire, units, storage, key, default_locale=settings.default_locale)
+    return Services(settings, questionnaire, units, storage, engine, key)

@@ -1,0 +1,109 @@
+"""Settings from the environment and `.env`, validated at start-up.
+
+A wrong setting stops the bot before it talks to anyone, with a message that
+names the setting and the reason, instead of failing later mid-conversation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names each field and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    database_path: Path = Path("data/spi.sqlite3")
+    spi_secret_key: SecretStr | None = None
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    default_locale: Literal["id", "en"] = "id"
+    timezone: str = "Asia/Jakarta"
+    survey_period: Annotated[str, Field(min_length=1, max_length=16)] = "2025"
+    questionnaire_path: Path = PROJECT_ROOT / "surveys" / "spi.toml"
+    units_path: Path = PROJECT_ROOT / "surveys" / "units-kota-semarang.toml"
+    survey_window_start: dt.date = dt.date(2025, 6, 2)
+    survey_window_end: dt.date = dt.date(2025, 6, 30)
+    reminder_days_before: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [14, 7, 1]
+    )
+    reminder_time: dt.time = dt.time(9, 0)
+    reminder_every_days: Annotated[int, Field(ge=1, le=30)] = 3
+    invite_ttl_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 72
+    incoming_per_minute: Annotated[int, Field(ge=1)] = 40
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_port: int = 8443
+
+    @field_validator("admin_ids", "reminder_days_before", mode="before")
+    @classmethod
+    def _comma_separated_ints(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            try:
+                return [int(p) for p in parts]
+            except ValueError:
+                raise ValueError("expected comma-separated whole numbers, e.g. 1234,5678") from None
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}' (e.g. Asia/Jakarta)") from None
+        return value
+
+    @field_validator("spi_secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters "
+                "(generate one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+            )
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def secret_key(self) -> bytes:
+        """The pseudonym key; running without one would make pseudonyms guessable."""
+        if self.spi_secret_key is None:
+            raise SettingsError(
+                "SPI_SECRET_KEY: required to run the bot (key for respondent pseudonyms); "
+                f"set at least {MIN_SECRET_LENGTH} random characters in the environment or .env"
+            )
+        return self.spi_secret_key.get_secret_value().encode()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one readable :class:`SettingsError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]).upper() or "(settings)"
+            lines.append(f"  - {field}: {err['msg']}")
+        raise SettingsError(
+            "invalid settings (environment / .env):\n" + "\n".join(lines)
+        ) from None

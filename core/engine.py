@@ -1,0 +1,925 @@
+"""The conversation engine: one incoming event in, replies out, state in SQLite.
+
+Every event is handled inside one database transaction: the event id is
+claimed (a redelivered update changes nothing), the respondent's state is read,
+the answer is written, and only after COMMIT does the channel show the next
+question. Buttons carry ``seq|action|arg`` tokens; ``seq`` is the screen
+counter, so a button from an earlier screen is recognised as stale and a
+forged token is rejected instead of changing an answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from core.events import (
+    Button,
+    Choice,
+    Command,
+    Incoming,
+    Outcome,
+    Reply,
+    Text,
+    Unsupported,
+)
+from core.i18n import gettext_for
+from core.identity import pseudonym
+from core.navigation import (
+    first_unanswered,
+    hidden_answered,
+    next_question,
+    previous_question,
+    visible_questions,
+)
+from core.questionnaire import Group, Question, Questionnaire
+from core.storage import AnswerValue, SessionState, Storage, Transaction, utcnow
+from core.units import Unit, UnitRegistry
+
+UNITS_PER_PAGE = 8
+GLOBAL = "-"  # seq of buttons that stay valid on any screen (language, resume)
+SURVEY_COMMANDS = ("start", "lanjut", "batal", "bantuan", "privasi", "bahasa", "hapus_data")
+_TOKEN = re.compile(r"^(-|\d{1,9})\|([a-z]{1,6})\|([a-z0-9_]{0,24})$")
+
+
+def token(seq: int | str, action: str, arg: str = "") -> str:
+    return f"{seq}|{action}|{arg}"
+
+
+@dataclass
+class Turn:
+    """Everything one event's handling needs and produces."""
+
+    tx: Transaction
+    state: SessionState
+    incoming: Incoming
+    now: dt.datetime
+    outcome: Outcome = field(default_factory=Outcome)
+    erased: bool = False
+
+    def _(self, message: str) -> str:
+        return gettext_for(self.state.locale).gettext(message)
+
+    def say(self, text: str, buttons: list[list[Button]] | None = None, edit: bool = False) -> None:
+        self.outcome.replies.append(Reply(text=text, buttons=buttons or [], edit=edit))
+
+    @property
+    def pressed(self) -> bool:
+        return isinstance(self.incoming.event, Choice)
+
+
+class Engine:
+    """The survey conversation, independent of any chat channel."""
+
+    def __init__(
+        self,
+        questionnaire: Questionnaire,
+        units: UnitRegistry,
+        storage: Storage,
+        secret_key: bytes,
+        default_locale: str = "id",
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.questionnaire = questionnaire
+        self.units = units
+        self.storage = storage
+        self.secret_key = secret_key
+        self.default_locale = default_locale
+        self.clock = clock
+        self.period = questionnaire.period
+
+    def respondent_key(self, channel: str, user_id: str) -> str:
+        return pseudonym(self.secret_key, channel, user_id)
+
+    async def handle(self, incoming: Incoming) -> Outcome:
+        key = self.respondent_key(incoming.sender.channel, incoming.sender.user_id)
+        now = self.clock()
+        async with self.storage.transaction() as tx:
+            if incoming.event_id is not None and not await tx.claim_event(incoming.event_id, now):
+                return Outcome(duplicate=True)
+            state = await tx.get_session(key) or SessionState(
+                respondent_key=key, locale=self.default_locale
+            )
+            turn = Turn(tx=tx, state=state, incoming=incoming, now=now)
+            await self._dispatch(turn)
+            if not turn.erased:
+                await tx.save_session(turn.state, now)
+        return turn.outcome
+
+    # -- dispatch --------------------------------------------------------
+    async def _dispatch(self, turn: Turn) -> None:
+        event = turn.incoming.event
+        if isinstance(event, Command):
+            await self._command(turn, event)
+        elif isinstance(event, Choice):
+            await self._choice(turn, event.token)
+        elif isinstance(event, Text):
+            await self._text(turn, event.text)
+        elif isinstance(event, Unsupported):
+            turn.say(turn._("Sorry, I can only read text and buttons."))
+            await self._show_current(turn, hint=True)
+
+    async def _command(self, turn: Turn, command: Command) -> None:
+        name = command.name
+        if name == "start":
+            await self._remember_contact(turn)
+            if await self._resume(turn, announce=True):
+                return
+            await self._show_consent(turn)
+        elif name == "lanjut":
+            await self._remember_contact(turn)
+            if not await self._resume(turn, announce=True):
+                turn.say(turn._("You have no unfinished survey. Send /start to begin one."))
+        elif name == "batal":
+            await self._ask_cancel(turn)
+        elif name == "bantuan":
+            turn.say(self._help_text(turn))
+        elif name == "privasi":
+            turn.say(self._privacy_text(turn))
+        elif name == "bahasa":
+            turn.say(
+                turn._("Choose your language:"),
+                [[Button("🇮🇩 Bahasa Indonesia", token(GLOBAL, "lang", "id"))],
+                 [Button("🇬🇧 English", token(GLOBAL, "lang", "en"))]],
+            )
+        elif name == "hapus_data":
+            turn.say(
+                turn._(
+                    "This erases your contact details (used for reminders) and your unfinished "
+                    "survey. Completed surveys are anonymous and cannot be linked back to you. "
+                    "Continue?"
+                ),
+                [[Button(turn._("Yes, erase my data"), token(GLOBAL, "erase", "y"))],
+                 [Button(turn._("No"), token(GLOBAL, "erase", "n"))]],
+            )
+        else:
+            turn.say(turn._("I do not know that command. Send /bantuan to see what I can do."))
+
+    async def _choice(self, turn: Turn, raw: str) -> None:
+        match = _TOKEN.match(raw)
+        if match is None:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        seq, action, arg = match.groups()
+        if seq == GLOBAL:
+            await self._global_choice(turn, action, arg)
+            return
+        if int(seq) != turn.state.seq:
+            turn.outcome.notice = turn._(
+                "This button is no longer valid. Please use the latest message."
+            )
+            return
+        handler = self._STAGE_ACTIONS.get((turn.state.stage, action))
+        if handler is None:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        await handler(self, turn, arg)
+
+    async def _global_choice(self, turn: Turn, action: str, arg: str) -> None:
+        if action == "lang" and arg in ("id", "en"):
+            turn.state.locale = arg
+            await self._remember_contact(turn)
+            turn.outcome.notice = turn._("Language changed.")
+            turn.say(turn._("The language is now English."), edit=True)
+            await self._show_current(turn, hint=False)
+        elif action == "resume":
+            await self._remember_contact(turn)
+            if not await self._resume(turn, announce=False):
+                await self._show_consent(turn)
+        elif action == "erase" and arg == "y":
+            await self._erase(turn)
+        elif action == "erase" and arg == "n":
+            turn.say(turn._("Nothing was erased."), edit=True)
+        else:
+            turn.outcome.notice = turn._("This button is not recognised.")
+
+    async def _text(self, turn: Turn, text: str) -> None:
+        stage = turn.state.stage
+        if stage == "unit":
+            await self._filter_units(turn, text)
+        elif stage == "question":
+            question = self._current_question(turn)
+            if question is not None and question.type in ("text", "number"):
+                await self._typed_answer(turn, question, text)
+                return
+            turn.say(turn._("Please answer with one of the buttons."))
+            await self._show_current(turn, hint=False)
+        elif stage in ("consent", "group", "screening", "review", "cancel"):
+            turn.say(turn._("Please use the buttons below."))
+            await self._show_current(turn, hint=False)
+        else:
+            turn.say(
+                turn._("Hello! Send /start to take the integrity survey, or /bantuan for help.")
+            )
+
+    # -- screens ---------------------------------------------------------
+    def _advance(self, turn: Turn) -> int:
+        """A new screen: older buttons become stale."""
+        turn.state.seq += 1
+        return turn.state.seq
+
+    async def _show_current(self, turn: Turn, hint: bool) -> None:
+        """Re-show the screen the respondent is on, with its still-valid buttons."""
+        stage = turn.state.stage
+        if stage == "consent":
+            self._render_consent(turn)
+        elif stage == "group":
+            self._render_groups(turn)
+        elif stage == "screening":
+            self._render_screening(turn)
+        elif stage == "unit":
+            self._render_units(turn)
+        elif stage in ("question", "review", "cancel"):
+            await self._render_survey_screen(turn)
+        elif hint:
+            turn.say(turn._("Send /start to take the survey or /bantuan for help."))
+
+    async def _render_survey_screen(self, turn: Turn) -> None:
+        stage = turn.state.stage
+        if stage == "question":
+            question = self._current_question(turn)
+            if question is not None and turn.state.response_id is not None:
+                answers = await turn.tx.answers(turn.state.response_id)
+                self._render_question(turn, question, answers, edit=False)
+        elif stage == "review":
+            await self._render_review(turn, edit=False)
+        elif stage == "cancel":
+            self._render_cancel(turn, edit=False)
+
+    async def _show_consent(self, turn: Turn) -> None:
+        turn.state = SessionState(
+            respondent_key=turn.state.respondent_key, locale=turn.state.locale,
+            seq=turn.state.seq, stage="consent",
+        )
+        self._advance(turn)
+        self._render_consent(turn)
+
+    def _render_consent(self, turn: Turn) -> None:
+        q = self.questionnaire
+        intro = html.escape(q.intro.get(turn.state.locale))
+        text = "\n\n".join(
+            [
+                f"<b>{html.escape(q.title.get(turn.state.locale))}</b>",
+                intro,
+                turn._(
+                    "Taking part is voluntary and confidential. We do not store your name, "
+                    "username or Telegram ID with your answers: they are saved under a "
+                    "pseudonym. Results are only reported for groups of at least 5 people."
+                ),
+                turn._("It takes about 10 minutes. Do you agree to take part?"),
+            ]
+        )
+        seq = turn.state.seq
+        turn.say(
+            text,
+            [[Button(turn._("✅ I agree"), token(seq, "ok", "y"))],
+             [Button(turn._("No, thank you"), token(seq, "ok", "n"))]],
+            edit=turn.pressed,
+        )
+
+    async def _on_consent(self, turn: Turn, arg: str) -> None:
+        if arg == "y":
+            turn.state.stage = "group"
+            self._advance(turn)
+            self._render_groups(turn)
+        elif arg == "n":
+            turn.state.stage = "declined"
+            self._advance(turn)
+            turn.say(
+                turn._(
+                    "Understood, thank you. Nothing has been recorded. "
+                    "Send /start if you change your mind."
+                ),
+                edit=True,
+            )
+
+    def _render_groups(self, turn: Turn) -> None:
+        locale = turn.state.locale
+        lines = [f"<b>{turn._('Which group do you belong to?')}</b>"]
+        buttons = []
+        for group in self.questionnaire.groups:
+            lines.append(
+                f"• <b>{html.escape(group.title.get(locale))}</b>: "
+                f"{html.escape(group.description.get(locale))}"
+            )
+            buttons.append([Button(group.title.get(locale), token(turn.state.seq, "g", group.code))])
+        turn.say("\n".join(lines), buttons, edit=turn.pressed)
+
+    async def _on_group(self, turn: Turn, arg: str) -> None:
+        group = self.questionnaire.group(arg)
+        if group is None:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        if group.one_unit_per_period:
+            done_unit = await turn.tx.completed_internal_unit(
+                turn.state.respondent_key, self.period
+            )
+            if done_unit is not None:
+                unit = self.units.get(done_unit)
+                turn.say(
+                    turn._(
+                        "You have already assessed {unit} as a civil servant in period {period}. "
+                        "A civil servant assesses one unit per period. You may still take part "
+                        "as a service user."
+                    ).format(unit=html.escape(unit.name if unit else done_unit),
+                             period=self.period),
+                    edit=True,
+                )
+                self._advance(turn)
+                self._render_groups(turn)
+                return
+        turn.state.group = group.code
+        turn.state.screening = {}
+        await self._next_screening(turn, group)
+
+    async def _next_screening(self, turn: Turn, group: Group) -> None:
+        pending = [s for s in group.screening if s.id not in turn.state.screening]
+        self._advance(turn)
+        if pending:
+            turn.state.stage = "screening"
+            self._render_screening(turn)
+        else:
+            turn.state.stage = "unit"
+            turn.state.unit_query = None
+            turn.state.unit_page = 0
+            self._render_units(turn)
+
+    def _render_screening(self, turn: Turn) -> None:
+        group = self.questionnaire.group(turn.state.group or "")
+        assert group is not None
+        screen = next(s for s in group.screening if s.id not in turn.state.screening)
+        locale = turn.state.locale
+        turn.say(
+            f"<b>{html.escape(group.title.get(locale))}</b>\n\n"
+            f"{html.escape(screen.text.get(locale))}",
+            [[Button(o.text.get(locale), token(turn.state.seq, "s", o.code))]
+             for o in screen.options],
+            edit=turn.pressed,
+        )
+
+    async def _on_screening(self, turn: Turn, arg: str) -> None:
+        group = self.questionnaire.group(turn.state.group or "")
+        if group is None:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        screen = next(s for s in group.screening if s.id not in turn.state.screening)
+        option = screen.option(arg)
+        if option is None:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        if not option.eligible:
+            turn.state.stage = "ineligible"
+            seq = self._advance(turn)
+            reason = option.reason.get(turn.state.locale) if option.reason else ""
+            turn.say(
+                html.escape(reason),
+                [[Button(turn._("Choose another group"), token(seq, "again"))]],
+                edit=True,
+            )
+            return
+        turn.state.screening[screen.id] = option.code
+        await self._next_screening(turn, group)
+
+    async def _on_again(self, turn: Turn, arg: str) -> None:
+        turn.state.stage = "group"
+        turn.state.group = None
+        turn.state.screening = {}
+        self._advance(turn)
+        self._render_groups(turn)
+
+    # -- unit choice -----------------------------------------------------
+    def _unit_candidates(self, turn: Turn) -> list[Unit]:
+        if turn.state.unit_query:
+            return self.units.search(turn.state.unit_query)
+        return self.units.units
+
+    def _render_units(self, turn: Turn) -> None:
+        units = self._unit_candidates(turn)
+        pages = max(1, -(-len(units) // UNITS_PER_PAGE))
+        page = min(max(turn.state.unit_page, 0), pages - 1)
+        seq = turn.state.seq
+        shown = units[page * UNITS_PER_PAGE : (page + 1) * UNITS_PER_PAGE]
+        buttons = [[Button(u.name, token(seq, "u", u.code))] for u in shown]
+        nav = []
+        if page > 0:
+            nav.append(Button("⬅️", token(seq, "pg", str(page - 1))))
+        if pages > 1:
+            nav.append(Button(f"{page + 1}/{pages}", token(seq, "pg", str(page))))
+        if page < pages - 1:
+            nav.append(Button("➡️", token(seq, "pg", str(page + 1))))
+        if nav:
+            buttons.append(nav)
+        if turn.state.unit_query:
+            buttons.append([Button(turn._("Show all units"), token(seq, "all"))])
+            text = turn._("Units matching “{query}”:").format(
+                query=html.escape(turn.state.unit_query)
+            )
+        else:
+            text = turn._("Which unit do you want to assess?")
+        text = f"<b>{text}</b>\n" + turn._(
+            "Choose from the list, or type part of its name (e.g. “kesehatan” or “tembalang”)."
+        )
+        turn.say(text, buttons, edit=turn.pressed)
+
+    async def _on_unit_page(self, turn: Turn, arg: str) -> None:
+        if not arg.isdigit():
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        turn.state.unit_page = int(arg)
+        self._advance(turn)
+        self._render_units(turn)
+
+    async def _on_unit_all(self, turn: Turn, arg: str) -> None:
+        turn.state.unit_query = None
+        turn.state.unit_page = 0
+        self._advance(turn)
+        self._render_units(turn)
+
+    async def _filter_units(self, turn: Turn, text: str) -> None:
+        query = text.strip()[:60]
+        if not self.units.search(query):
+            turn.say(
+                turn._("No unit matches “{query}”. Try another word, or pick from the list.")
+                .format(query=html.escape(query))
+            )
+            return
+        turn.state.unit_query = query
+        turn.state.unit_page = 0
+        self._advance(turn)
+        self._render_units(turn)
+
+    async def _on_unit(self, turn: Turn, arg: str) -> None:
+        unit = self.units.get(arg)
+        group = self.questionnaire.group(turn.state.group or "")
+        if unit is None or group is None:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        key = turn.state.respondent_key
+        if await turn.tx.has_completed(key, self.period, unit.code):
+            turn.outcome.notice = turn._("Already completed for this unit.")
+            turn.say(
+                turn._(
+                    "You have already completed the survey for {unit} in period {period}. "
+                    "Thank you! You can choose another unit."
+                ).format(unit=html.escape(unit.name), period=self.period)
+            )
+            self._advance(turn)
+            self._render_units(turn)
+            return
+        response_id = await turn.tx.create_response(
+            key, self.period, group.code, unit.code, turn.incoming.sender.channel, turn.now
+        )
+        for screen_id, code in turn.state.screening.items():
+            await turn.tx.put_answer(response_id, f"screen_{screen_id}", code, turn.now)
+        turn.state.unit = unit.code
+        turn.state.response_id = response_id
+        await self._set_contact_status(turn, "started")
+        first = visible_questions(self.questionnaire, group.code, {})[0]
+        await self._go_to(turn, first, {}, edit=True)
+
+    # -- questions -------------------------------------------------------
+    def _current_question(self, turn: Turn) -> Question | None:
+        return self.questionnaire.question(turn.state.question_id or "")
+
+    async def _go_to(
+        self, turn: Turn, question: Question | None, answers: dict[str, AnswerValue], edit: bool
+    ) -> None:
+        self._advance(turn)
+        if question is None:
+            turn.state.stage = "review"
+            turn.state.question_id = None
+            await self._render_review(turn, edit=edit, answers=answers)
+            return
+        turn.state.stage = "question"
+        turn.state.question_id = question.id
+        self._render_question(turn, question, answers, edit=edit)
+
+    def _render_question(
+        self, turn: Turn, question: Question, answers: dict[str, AnswerValue], edit: bool
+    ) -> None:
+        locale = turn.state.locale
+        group = turn.state.group or ""
+        shown = visible_questions(self.questionnaire, group, answers)
+        number = next((i for i, q in enumerate(shown, 1) if q.id == question.id), len(shown))
+        dimension = self.questionnaire.dimension(question.dimension or "")
+        heading = (
+            dimension.title.get(locale) if dimension else turn._("About you and the service")
+        )
+        lines = [
+            f"<b>{html.escape(heading)}</b>",
+            turn._("Question {n} of {total}").format(n=number, total=len(shown)),
+            "",
+            html.escape(question.text.get(locale)),
+        ]
+        if question.hint:
+            lines.append(f"<i>{html.escape(question.hint.get(locale))}</i>")
+        seq = turn.state.seq
+        given = answers.get(question.id)
+        buttons: list[list[Button]] = []
+        if question.type == "multi":
+            chosen = given if isinstance(given, list) else []
+            buttons = [
+                [Button(("☑️ " if o.code in chosen else "⬜ ") + o.text.get(locale),
+                        token(seq, "m", o.code))]
+                for o in question.options
+            ]
+            buttons.append([Button(turn._("Done ✔️"), token(seq, "md"))])
+            lines.append(f"<i>{turn._('Choose all that apply, then press Done.')}</i>")
+        elif question.is_choice:
+            buttons = [
+                [Button(("✅ " if given == o.code else "") + o.text.get(locale),
+                        token(seq, "a", o.code))]
+                for o in question.options
+            ]
+        elif question.type == "number":
+            lines.append(
+                f"<i>{self._number_prompt(turn, question)}</i>"
+            )
+            if isinstance(given, int | float):
+                lines.append(turn._("Your answer: {value}").format(value=_fmt_number(given)))
+        else:
+            lines.append(
+                f"<i>{turn._('Type your answer (at most {n} characters).').format(n=question.max_length)}</i>"  # noqa: E501
+            )
+            if isinstance(given, str):
+                lines.append(turn._("Your answer: {value}").format(value=html.escape(given)))
+        nav: list[Button] = []
+        if previous_question(self.questionnaire, group, question.id, answers) is not None:
+            nav.append(Button(turn._("⬅️ Back"), token(seq, "b")))
+        if question.optional:
+            nav.append(Button(turn._("Skip ➡️"), token(seq, "sk")))
+        elif question.type in ("text", "number") and question.id in answers:
+            nav.append(Button(turn._("Keep ➡️"), token(seq, "kp")))
+        if nav:
+            buttons.append(nav)
+        turn.say("\n".join(lines), buttons, edit=edit)
+
+    def _number_prompt(self, turn: Turn, question: Question) -> str:
+        low = _fmt_number(question.min_value or 0)
+        high = _fmt_number(question.max_value or 0)
+        return turn._("Type a number from {low} to {high}.").format(low=low, high=high)
+
+    async def _answers(self, turn: Turn) -> dict[str, AnswerValue]:
+        assert turn.state.response_id is not None
+        return await turn.tx.answers(turn.state.response_id)
+
+    async def _store_and_advance(
+        self, turn: Turn, question: Question, value: AnswerValue, edit: bool
+    ) -> None:
+        assert turn.state.response_id is not None and turn.state.group is not None
+        await turn.tx.put_answer(turn.state.response_id, question.id, value, turn.now)
+        answers = await self._answers(turn)
+        following = next_question(self.questionnaire, turn.state.group, question.id, answers)
+        await self._go_to(turn, following, answers, edit=edit)
+
+    async def _on_answer(self, turn: Turn, arg: str) -> None:
+        question = self._current_question(turn)
+        if question is None or question.type == "multi" or question.option(arg) is None:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        await self._store_and_advance(turn, question, arg, edit=True)
+
+    async def _on_toggle(self, turn: Turn, arg: str) -> None:
+        question = self._current_question(turn)
+        option = question.option(arg) if question else None
+        if question is None or question.type != "multi" or option is None:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        assert turn.state.response_id is not None
+        answers = await self._answers(turn)
+        given = answers.get(question.id)
+        chosen = [c for c in given if isinstance(c, str)] if isinstance(given, list) else []
+        if arg in chosen:
+            chosen.remove(arg)
+        elif option.exclusive:
+            chosen = [arg]
+        else:
+            exclusive = {o.code for o in question.options if o.exclusive}
+            chosen = [c for c in chosen if c not in exclusive] + [arg]
+        order = [o.code for o in question.options]
+        chosen.sort(key=order.index)
+        await turn.tx.put_answer(turn.state.response_id, question.id, chosen, turn.now)
+        answers[question.id] = chosen
+        self._advance(turn)
+        self._render_question(turn, question, answers, edit=True)
+
+    async def _on_multi_done(self, turn: Turn, arg: str) -> None:
+        question = self._current_question(turn)
+        if question is None or question.type != "multi":
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        answers = await self._answers(turn)
+        chosen = answers.get(question.id)
+        if not chosen and not question.optional:
+            turn.outcome.notice = turn._("Choose at least one option first.")
+            return
+        await self._store_and_advance(turn, question, chosen if chosen else None, edit=True)
+
+    async def _on_skip(self, turn: Turn, arg: str) -> None:
+        question = self._current_question(turn)
+        if question is None or not question.optional:
+            turn.outcome.notice = turn._("This question cannot be skipped.")
+            return
+        await self._store_and_advance(turn, question, None, edit=True)
+
+    async def _on_keep(self, turn: Turn, arg: str) -> None:
+        question = self._current_question(turn)
+        answers = await self._answers(turn)
+        if question is None or question.id not in answers:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        await self._store_and_advance(turn, question, answers[question.id], edit=True)
+
+    async def _on_back(self, turn: Turn, arg: str) -> None:
+        answers = await self._answers(turn)
+        group = turn.state.group or ""
+        current = turn.state.question_id if turn.state.stage == "question" else None
+        previous = previous_question(self.questionnaire, group, current, answers)
+        if previous is None:
+            turn.outcome.notice = turn._("This is the first question.")
+            return
+        await self._go_to(turn, previous, answers, edit=True)
+
+    async def _typed_answer(self, turn: Turn, question: Question, text: str) -> None:
+        value: AnswerValue
+        if question.type == "number":
+            parsed = _parse_number(text)
+            low, high = question.min_value or 0, question.max_value or 0
+            if (
+                parsed is None
+                or not (low <= parsed <= high)
+                or (question.integer and parsed != int(parsed))
+            ):
+                turn.say(
+                    turn._("That is not a valid answer. {prompt}").format(
+                        prompt=self._number_prompt(turn, question)
+                    )
+                )
+                return
+            value = int(parsed) if question.integer else parsed
+        else:
+            value = text.strip()
+            if not value:
+                turn.say(turn._("Please type your answer, or press Skip."))
+                return
+            if len(value) > question.max_length:
+                turn.say(
+                    turn._(
+                        "Your answer is too long ({length} characters). Please shorten it to at "
+                        "most {n} characters."
+                    ).format(length=len(value), n=question.max_length)
+                )
+                return
+        await self._store_and_advance(turn, question, value, edit=False)
+
+    # -- review and submission --------------------------------------------
+    async def _render_review(
+        self, turn: Turn, edit: bool, answers: dict[str, AnswerValue] | None = None
+    ) -> None:
+        if answers is None:
+            answers = await self._answers(turn)
+        group = self.questionnaire.group(turn.state.group or "")
+        unit = self.units.get(turn.state.unit or "")
+        assert group is not None and unit is not None
+        shown = visible_questions(self.questionnaire, group.code, answers)
+        answered = sum(1 for q in shown if answers.get(q.id) is not None)
+        unsure = sum(
+            1
+            for q in shown
+            if isinstance(answers.get(q.id), str)
+            and q.is_choice
+            and (opt := q.option(str(answers.get(q.id)))) is not None
+            and opt.score is None
+            and q.dimension is not None
+        )
+        skipped = sum(1 for q in shown if q.id in answers and answers[q.id] is None)
+        locale = turn.state.locale
+        seq = turn.state.seq
+        text = "\n".join(
+            [
+                f"<b>{turn._('Almost done: please check')}</b>",
+                turn._("Unit: {unit}").format(unit=html.escape(unit.name)),
+                turn._("As: {group}").format(group=html.escape(group.title.get(locale))),
+                turn._("Answered: {answered} of {total} questions").format(
+                    answered=answered, total=len(shown)
+                ),
+                turn._("“Don't know” answers: {n}; skipped: {m}").format(n=unsure, m=skipped),
+                "",
+                turn._("Press Send to submit. You can still go back and change an answer."),
+            ]
+        )
+        turn.say(
+            text,
+            [[Button(turn._("📨 Send"), token(seq, "send"))],
+             [Button(turn._("⬅️ Back"), token(seq, "b"))]],
+            edit=edit,
+        )
+
+    async def _on_send(self, turn: Turn, arg: str) -> None:
+        state = turn.state
+        assert state.response_id is not None and state.group is not None
+        answers = await self._answers(turn)
+        missing = first_unanswered(self.questionnaire, state.group, answers)
+        if missing is not None:
+            await self._go_to(turn, missing, answers, edit=True)
+            return
+        unit = self.units.get(state.unit or "")
+        if await turn.tx.has_completed(state.respondent_key, self.period, state.unit or ""):
+            await turn.tx.discard_response(state.response_id)
+            turn.say(
+                turn._("You have already completed the survey for this unit in this period."),
+                edit=True,
+            )
+            self._reset(turn, "done")
+            return
+        await turn.tx.delete_answers(
+            state.response_id, hidden_answered(self.questionnaire, state.group, answers)
+        )
+        await turn.tx.complete_response(state.response_id, turn.now)
+        await self._set_contact_status(turn, "completed")
+        seq = self._reset(turn, "done")
+        turn.say(
+            "\n\n".join(
+                [
+                    f"<b>{turn._('Thank you!')}</b> "
+                    + turn._("Your answers about {unit} have been saved.").format(
+                        unit=html.escape(unit.name if unit else "")
+                    ),
+                    turn._(
+                        "The inspectorate combines them with other respondents' answers into an "
+                        "integrity index for each unit, to find and fix corruption risks before "
+                        "KPK's national survey. No one can see your individual answers."
+                    ),
+                ]
+            ),
+            [[Button(turn._("Assess another unit"), token(seq, "new"))]],
+            edit=True,
+        )
+
+    async def _on_new(self, turn: Turn, arg: str) -> None:
+        await self._show_consent(turn)
+
+    # -- cancel, resume, erase -------------------------------------------
+    async def _ask_cancel(self, turn: Turn) -> None:
+        active = ("question", "review", "screening", "unit", "group", "consent", "cancel")
+        if turn.state.stage not in active:
+            turn.say(turn._("You have no unfinished survey to cancel."))
+            return
+        turn.state.stage = "cancel"
+        self._advance(turn)
+        self._render_cancel(turn, edit=False)
+
+    def _render_cancel(self, turn: Turn, edit: bool) -> None:
+        seq = turn.state.seq
+        turn.say(
+            turn._("Discard your unfinished survey? Your answers so far will be deleted."),
+            [[Button(turn._("Yes, discard"), token(seq, "cx", "y"))],
+             [Button(turn._("No, continue"), token(seq, "cx", "n"))]],
+            edit=edit,
+        )
+
+    async def _on_cancel(self, turn: Turn, arg: str) -> None:
+        if arg == "y":
+            if turn.state.response_id is not None:
+                await turn.tx.discard_response(turn.state.response_id)
+                await self._set_contact_status(turn, "none")
+            self._reset(turn, "new")
+            turn.say(
+                turn._("Your unfinished survey was discarded. Send /start to begin again."),
+                edit=True,
+            )
+        else:
+            if not await self._resume(turn, announce=False, edit=True):
+                await self._show_consent(turn)
+
+    async def _resume(self, turn: Turn, announce: bool, edit: bool = False) -> bool:
+        """Continue an unfinished response at its first unanswered question."""
+        response = await turn.tx.open_response(turn.state.respondent_key)
+        if response is None:
+            return False
+        state = turn.state
+        state.response_id, state.group, state.unit = response.id, response.group, response.unit
+        answers = await self._answers(turn)
+        if announce:
+            unit = self.units.get(response.unit)
+            turn.say(
+                turn._("Welcome back! Continuing your survey about {unit}.").format(
+                    unit=html.escape(unit.name if unit else response.unit)
+                )
+            )
+        await self._go_to(
+            turn, first_unanswered(self.questionnaire, response.group, answers), answers, edit
+        )
+        return True
+
+    def _reset(self, turn: Turn, stage: str) -> int:
+        turn.state = SessionState(
+            respondent_key=turn.state.respondent_key,
+            locale=turn.state.locale,
+            seq=turn.state.seq,
+            stage=stage,  # type: ignore[arg-type]
+        )
+        return self._advance(turn)
+
+    async def _erase(self, turn: Turn) -> None:
+        response = await turn.tx.open_response(turn.state.respondent_key)
+        if response is not None:
+            await turn.tx.discard_response(response.id)
+        sender = turn.incoming.sender
+        if sender.address is not None:
+            await turn.tx.delete_contact(sender.channel, sender.address)
+        await turn.tx.delete_session(turn.state.respondent_key)
+        turn.erased = True
+        turn.say(
+            turn._(
+                "Done: your contact details and unfinished survey were erased. You will not "
+                "receive reminders. Completed anonymous answers remain in the statistics."
+            ),
+            edit=True,
+        )
+
+    # -- contacts ----------------------------------------------------------
+    async def _remember_contact(self, turn: Turn) -> None:
+        sender = turn.incoming.sender
+        if sender.address is not None:
+            await turn.tx.upsert_contact(sender.channel, sender.address, turn.state.locale, turn.now)
+
+    async def _set_contact_status(self, turn: Turn, status: str) -> None:
+        sender = turn.incoming.sender
+        if sender.address is not None:
+            await turn.tx.set_contact_status(sender.channel, sender.address, status, turn.now)
+
+    # -- texts -------------------------------------------------------------
+    def _help_text(self, turn: Turn) -> str:
+        return "\n".join(
+            [
+                f"<b>{turn._('Commands')}</b>",
+                "/start – " + turn._("start or continue the survey"),
+                "/lanjut – " + turn._("continue an unfinished survey"),
+                "/batal – " + turn._("discard the unfinished survey"),
+                "/bahasa – " + turn._("Bahasa Indonesia / English"),
+                "/privasi – " + turn._("how your data is handled"),
+                "/hapus_data – " + turn._("erase your contact data and unfinished survey"),
+                "/berhenti – " + turn._("stop reminders"),
+                "/langganan – " + turn._("receive reminders again"),
+                "/bantuan – " + turn._("this help"),
+            ]
+        )
+
+    def _privacy_text(self, turn: Turn) -> str:
+        return "\n\n".join(
+            [
+                f"<b>{turn._('Your privacy')}</b>",
+                turn._(
+                    "Your answers are stored under a pseudonym computed with a secret key from "
+                    "your account number. The answer tables contain no Telegram ID, chat ID, "
+                    "name or username."
+                ),
+                turn._(
+                    "To send reminders we keep your chat ID, language and reminder preference "
+                    "in a separate table that is not linked to your answers. /berhenti stops "
+                    "reminders; /hapus_data erases this record."
+                ),
+                turn._(
+                    "Results are reported per unit and group only when at least 5 people "
+                    "answered, so no one can single out your answers."
+                ),
+            ]
+        )
+
+    _STAGE_ACTIONS: dict[tuple[str, str], Callable[[Engine, Turn, str], Awaitable[None]]] = {}
+
+
+def _parse_number(text: str) -> float | None:
+    cleaned = text.strip().replace(" ", "")
+    if re.fullmatch(r"-?\d{1,9}([.,]\d{1,4})?", cleaned) is None:
+        return None
+    return float(cleaned.replace(",", "."))
+
+
+def _fmt_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value).replace(".", ",")
+
+
+Engine._STAGE_ACTIONS = {
+    ("consent", "ok"): Engine._on_consent,
+    ("group", "g"): Engine._on_group,
+    ("screening", "s"): Engine._on_screening,
+    ("ineligible", "again"): Engine._on_again,
+    ("unit", "u"): Engine._on_unit,
+    ("unit", "pg"): Engine._on_unit_page,
+    ("unit", "all"): Engine._on_unit_all,
+    ("question", "a"): Engine._on_answer,
+    ("question", "m"): Engine._on_toggle,
+    ("question", "md"): Engine._on_multi_done,
+    ("question", "sk"): Engine._on_skip,
+    ("question", "kp"): Engine._on_keep,
+    ("question", "b"): Engine._on_back,
+    ("review", "b"): Engine._on_back,
+    ("review", "send"): Engine._on_send,
+    ("cancel", "cx"): Engine._on_cancel,
+    ("done", "new"): Engine._on_new,
+}

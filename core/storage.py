@@ -1,0 +1,380 @@
+"""SQLite storage behind a small interface: one long-lived writer connection.
+
+Why one connection: SQLite allows one writer at a time, so a single connection
+guarded by an asyncio lock gives every event one short, serial transaction with
+no "database is locked" retries. WAL with ``synchronous=FULL`` makes a commit
+durable before the bot shows the next question: an acknowledged answer survives
+a crash or power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+from pydantic import BaseModel, Field
+
+from core.migrations import MIGRATIONS
+
+AnswerValue = str | float | int | list[str] | None
+Stage = Literal[
+    "new", "consent", "declined", "group", "screening", "ineligible", "unit", "question",
+    "review", "cancel", "erase", "done",
+]
+
+
+class StorageError(Exception):
+    """The database cannot be used (corrupt, unreadable, newer schema)."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+class SessionState(BaseModel):
+    """Where one pseudonymous respondent is in the conversation."""
+
+    respondent_key: str
+    locale: str = "id"
+    stage: Stage = "new"
+    seq: int = 0
+    group: str | None = None
+    screening: dict[str, str] = Field(default_factory=dict)
+    unit: str | None = None
+    unit_query: str | None = None
+    unit_page: int = 0
+    response_id: int | None = None
+    question_id: str | None = None
+
+
+class ResponseRow(BaseModel):
+    id: int
+    respondent_key: str
+    period: str
+    group: str
+    unit: str
+    status: Literal["in_progress", "completed"]
+    started_at: str
+    completed_at: str | None = None
+
+
+class Contact(BaseModel):
+    """A reachable chat, kept apart from answers: no link to a pseudonym."""
+
+    channel: str
+    address: str
+    locale: str
+    opted_out: bool = False
+    active: bool = True
+    survey_status: Literal["none", "started", "completed"] = "none"
+
+
+class Transaction:
+    """Typed operations run inside one SQLite transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self.db.execute(sql, params) as cur:
+            row: sqlite3.Row | None = await cur.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self.db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self.db.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self.db.execute(sql, params) as cur:
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    # -- idempotency -----------------------------------------------------
+    async def claim_event(self, event_id: str, now: dt.datetime) -> bool:
+        """Record an incoming event once; False means it was already processed."""
+        changed = await self.execute(
+            "INSERT OR IGNORE INTO processed_events(event_id, processed_at) VALUES (?, ?)",
+            (event_id, iso(now)),
+        )
+        return changed == 1
+
+    # -- conversation state ----------------------------------------------
+    async def get_session(self, key: str) -> SessionState | None:
+        row = await self.fetchone("SELECT state FROM sessions WHERE respondent_key = ?", (key,))
+        return SessionState.model_validate_json(row["state"]) if row else None
+
+    async def save_session(self, state: SessionState, now: dt.datetime) -> None:
+        await self.execute(
+            "INSERT INTO sessions(respondent_key, state, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(respondent_key) DO UPDATE SET state = excluded.state, "
+            "updated_at = excluded.updated_at",
+            (state.respondent_key, state.model_dump_json(), iso(now)),
+        )
+
+    async def delete_session(self, key: str) -> None:
+        await self.execute("DELETE FROM sessions WHERE respondent_key = ?", (key,))
+
+    # -- responses -------------------------------------------------------
+    async def open_response(self, key: str) -> ResponseRow | None:
+        row = await self.fetchone(
+            "SELECT * FROM responses WHERE respondent_key = ? AND status = 'in_progress'", (key,)
+        )
+        return _response(row) if row else None
+
+    async def get_response(self, response_id: int) -> ResponseRow | None:
+        row = await self.fetchone("SELECT * FROM responses WHERE id = ?", (response_id,))
+        return _response(row) if row else None
+
+    async def has_completed(self, key: str, period: str, unit: str) -> bool:
+        row = await self.fetchone(
+            "SELECT 1 FROM responses WHERE respondent_key = ? AND period = ? AND unit_code = ? "
+            "AND status = 'completed'",
+            (key, period, unit),
+        )
+        return row is not None
+
+    async def completed_internal_unit(self, key: str, period: str) -> str | None:
+        row = await self.fetchone(
+            "SELECT unit_code FROM responses WHERE respondent_key = ? AND period = ? "
+            "AND group_code = 'internal' AND status = 'completed'",
+            (key, period),
+        )
+        return str(row["unit_code"]) if row else None
+
+    async def create_response(
+        self, key: str, period: str, group: str, unit: str, channel: str, now: dt.datetime
+    ) -> int:
+        return await self.insert(
+            "INSERT INTO responses(respondent_key, period, group_code, unit_code, status, "
+            "channel, started_at) VALUES (?, ?, ?, ?, 'in_progress', ?, ?)",
+            (key, period, group, unit, channel, iso(now)),
+        )
+
+    async def complete_response(self, response_id: int, now: dt.datetime) -> None:
+        await self.execute(
+            "UPDATE responses SET status = 'completed', completed_at = ? WHERE id = ? "
+            "AND status = 'in_progress'",
+            (iso(now), response_id),
+        )
+
+    async def discard_response(self, response_id: int) -> None:
+        await self.execute(
+            "DELETE FROM responses WHERE id = ? AND status = 'in_progress'", (response_id,)
+        )
+
+    # -- answers ---------------------------------------------------------
+    async def answers(self, response_id: int) -> dict[str, AnswerValue]:
+        rows = await self.fetchall(
+            "SELECT question_id, value FROM answers WHERE response_id = ?", (response_id,)
+        )
+        return {r["question_id"]: json.loads(r["value"]) for r in rows}
+
+    async def put_answer(
+        self, response_id: int, question_id: str, value: AnswerValue, now: dt.datetime
+    ) -> None:
+        await self.execute(
+            "INSERT INTO answers(response_id, question_id, value, answered_at) VALUES (?,?,?,?) "
+            "ON CONFLICT(response_id, question_id) DO UPDATE SET value = excluded.value, "
+            "answered_at = excluded.answered_at",
+            (response_id, question_id, json.dumps(value, ensure_ascii=False), iso(now)),
+        )
+
+    async def delete_answers(self, response_id: int, question_ids: Sequence[str]) -> None:
+        for qid in question_ids:
+            await self.execute(
+                "DELETE FROM answers WHERE response_id = ? AND question_id = ?",
+                (response_id, qid),
+            )
+
+    # -- contacts --------------------------------------------------------
+    async def upsert_contact(
+        self, channel: str, address: str, locale: str, now: dt.datetime
+    ) -> None:
+        await self.execute(
+            "INSERT INTO contacts(channel, address, locale, opted_out, active, survey_status, "
+            "updated_at) VALUES (?, ?, ?, 0, 1, 'none', ?) ON CONFLICT(channel, address) DO "
+            "UPDATE SET locale = excluded.locale, active = 1, updated_at = excluded.updated_at",
+            (channel, address, locale, iso(now)),
+        )
+
+    async def set_contact_status(
+        self, channel: str, address: str, status: str, now: dt.datetime
+    ) -> None:
+        # A completed contact stays completed: starting a second unit must not
+        # turn them back into someone to remind.
+        await self.execute(
+            "UPDATE contacts SET survey_status = ?, updated_at = ? WHERE channel = ? AND "
+            "address = ? AND NOT (survey_status = 'completed' AND ? != 'completed')",
+            (status, iso(now), channel, address, status),
+        )
+
+    async def set_contact_opt_out(
+        self, channel: str, address: str, opted_out: bool, now: dt.datetime
+    ) -> bool:
+        changed = await self.execute(
+            "UPDATE contacts SET opted_out = ?, updated_at = ? WHERE channel = ? AND address = ?",
+            (int(opted_out), iso(now), channel, address),
+        )
+        return changed == 1
+
+    async def mark_contact_inactive(self, channel: str, address: str, now: dt.datetime) -> None:
+        await self.execute(
+            "UPDATE contacts SET active = 0, updated_at = ? WHERE channel = ? AND address = ?",
+            (iso(now), channel, address),
+        )
+
+    async def delete_contact(self, channel: str, address: str) -> None:
+        await self.execute(
+            "DELETE FROM contacts WHERE channel = ? AND address = ?", (channel, address)
+        )
+
+    async def get_contact(self, channel: str, address: str) -> Contact | None:
+        row = await self.fetchone(
+            "SELECT * FROM contacts WHERE channel = ? AND address = ?", (channel, address)
+        )
+        if row is None:
+            return None
+        return Contact(
+            channel=row["channel"],
+            address=row["address"],
+            locale=row["locale"],
+            opted_out=bool(row["opted_out"]),
+            active=bool(row["active"]),
+            survey_status=row["survey_status"],
+        )
+
+
+def _response(row: sqlite3.Row) -> ResponseRow:
+    return ResponseRow(
+        id=row["id"],
+        respondent_key=row["respondent_key"],
+        period=row["period"],
+        group=row["group_code"],
+        unit=row["unit_code"],
+        status=row["status"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+class Storage:
+    """The database: open once at start-up, run short transactions, close at exit."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Storage:
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
+        db = await aiosqlite.connect(str(path), isolation_level=None)
+        db.row_factory = sqlite3.Row
+        storage = cls(db, path)
+        try:
+            await storage._configure()
+            await storage._check_integrity()
+            await storage._migrate()
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise StorageError(f"{path}: cannot use database: {exc}") from exc
+        except StorageError:
+            await db.close()
+            raise
+        return storage
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _configure(self) -> None:
+        for pragma in (
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = FULL",
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA busy_timeout = 5000",
+        ):
+            await self._db.execute(pragma)
+
+    async def _check_integrity(self) -> None:
+        async with self._db.execute("PRAGMA quick_check") as cur:
+            rows = await cur.fetchall()
+        result = [str(r[0]) for r in rows]
+        if result != ["ok"]:
+            raise StorageError(
+                f"{self.path}: database failed its integrity check ({'; '.join(result[:3])}); "
+                "restore it from a backup (spi-bot backup) before starting"
+            )
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise StorageError(
+                f"{self.path}: schema version {version} is newer than this program "
+                f"({len(MIGRATIONS)}); upgrade spi-bot"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(script):
+                    await self._db.execute(statement)
+                await self._db.execute(f"PRAGMA user_version = {number}")
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One serial, durable transaction; rolled back whole on any error."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._db)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def backup(self, target: Path) -> None:
+        """Copy the live database with SQLite's online backup API."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(target)
+        async with self._lock:
+            dest = await aiosqlite.connect(str(target))
+            try:
+                await self._db.backup(dest)
+            finally:
+                await dest.close()
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";\n") if s.strip()]
+
+
+def _create_private(path: Path) -> None:
+    """Create the file with mode 0600 before SQLite does, so it is never world-readable."""
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    os.chmod(path, 0o600)
