@@ -227,9 +227,11 @@ def _field_path(loc: Iterable[int | str], data: object) -> str:
             if isinstance(node, list) and 0 <= key < len(node):
                 node = node[key]
                 if isinstance(node, dict):
-                    name = node.get("id") or node.get("code")
-                    if isinstance(name, str):
-                        label = f"[{key}](id={name})"
+                    for name_key in ("id", "code"):
+                        name = node.get(name_key)
+                        if isinstance(name, str):
+                            label = f"[{key}]({name_key}={name})"
+                            break
             else:
                 node = None
             parts.append(label)

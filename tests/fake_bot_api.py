@@ -61,6 +61,9 @@ _STRING_PARAMS = frozenset(
     }
 )
 
+#: Parameters holding chat/message/user ids, normalised to int when sent as digit strings.
+_ID_PARAMS = ("chat_id", "from_chat_id", "message_id", "user_id", "offset", "limit", "timeout")
+
 _NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -513,6 +516,11 @@ class FakeBotApi:
             for key, value in params.items():
                 if isinstance(value, str) and value.startswith("attach://"):
                     params[key] = files.get(value[len("attach://") :], value)
+        # Ids may come as digit strings (e.g. query strings); state is keyed by int ids.
+        for key in _ID_PARAMS:
+            raw_id = params.get(key)
+            if isinstance(raw_id, str) and raw_id.lstrip("-").isdigit():
+                params[key] = int(raw_id)
         return params
 
     def _check_chat(self, method: str, params: JSONDict) -> None:
