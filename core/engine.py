@@ -298,7 +298,7 @@ class Engine:
 
     def _render_groups(self, turn: Turn) -> None:
         locale = turn.state.locale
-        lines = [f"<b>{turn._('Which group do you belong to?')}</b>"]
+        lines = [bold(turn._("Which group do you belong to?"))]
         buttons = []
         for group in self.questionnaire.groups:
             lines.append(
@@ -527,7 +527,7 @@ class Engine:
                 for o in question.options
             ]
             buttons.append([Button(turn._("Done ✔️"), token(seq, "md"))])
-            lines.append(f"<i>{turn._('Choose all that apply, then press Done.')}</i>")
+            lines.append(italic(turn._("Choose all that apply, then press Done.")))
         elif question.is_choice:
             buttons = [
                 [Button(("✅ " if given == o.code else "") + o.text.get(locale),
@@ -542,7 +542,11 @@ class Engine:
                 lines.append(turn._("Your answer: {value}").format(value=_fmt_number(given)))
         else:
             lines.append(
-                f"<i>{turn._('Type your answer (at most {n} characters).').format(n=question.max_length)}</i>"  # noqa: E501
+                italic(
+                    turn._("Type your answer (at most {n} characters).").format(
+                        n=question.max_length
+                    )
+                )
             )
             if isinstance(given, str):
                 lines.append(turn._("Your answer: {value}").format(value=html.escape(given)))
@@ -700,7 +704,7 @@ class Engine:
         seq = turn.state.seq
         text = "\n".join(
             [
-                f"<b>{turn._('Almost done: please check')}</b>",
+                bold(turn._("Almost done: please check")),
                 turn._("Unit: {unit}").format(unit=html.escape(unit.name)),
                 turn._("As: {group}").format(group=html.escape(group.title.get(locale))),
                 turn._("Answered: {answered} of {total} questions").format(
@@ -744,7 +748,8 @@ class Engine:
         turn.say(
             "\n\n".join(
                 [
-                    f"<b>{turn._('Thank you!')}</b> "
+                    bold(turn._("Thank you!"))
+                    + " "
                     + turn._("Your answers about {unit} have been saved.").format(
                         unit=html.escape(unit.name if unit else "")
                     ),
@@ -856,7 +861,7 @@ class Engine:
     def _help_text(self, turn: Turn) -> str:
         return "\n".join(
             [
-                f"<b>{turn._('Commands')}</b>",
+                bold(turn._("Commands")),
                 "/start – " + turn._("start or continue the survey"),
                 "/lanjut – " + turn._("continue an unfinished survey"),
                 "/batal – " + turn._("discard the unfinished survey"),
@@ -872,7 +877,7 @@ class Engine:
     def _privacy_text(self, turn: Turn) -> str:
         return "\n\n".join(
             [
-                f"<b>{turn._('Your privacy')}</b>",
+                bold(turn._("Your privacy")),
                 turn._(
                     "Your answers are stored under a pseudonym computed with a secret key from "
                     "your account number. The answer tables contain no Telegram ID, chat ID, "
@@ -891,6 +896,14 @@ class Engine:
         )
 
     _STAGE_ACTIONS: dict[tuple[str, str], Callable[[Engine, Turn, str], Awaitable[None]]] = {}
+
+
+def bold(text: str) -> str:
+    return f"<b>{text}</b>"
+
+
+def italic(text: str) -> str:
+    return f"<i>{text}</i>"
 
 
 def _parse_number(text: str) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 
 from core.engine import Engine
@@ -40,7 +41,7 @@ class Respondent:
         self._event_counter += 1
         outcome = await self.engine.handle(
             Incoming(sender=self.sender, event=event,
-                     event_id=event_id or f"{self.user_id}:{self._event_counter}")
+                     event_id=event_id or f"test:{uuid.uuid4().hex}")
         )
         self.last = outcome
         for reply in outcome.replies:

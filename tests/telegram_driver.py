@@ -1,0 +1,117 @@
+"""Run the real PTB Application against the fake Bot API, and act as a Telegram user."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from bot.app import build_application
+from bot.services import Services, open_services
+from core.config import Settings, load_settings
+from tests.conftest import SECRET
+from tests.fake_bot_api import BotMessage, FakeBotApi
+
+
+def settings_for(api: FakeBotApi, db_path: Path, **extra: object) -> Settings:
+    return load_settings(
+        telegram_bot_token=api.token,
+        telegram_base_url=api.base_url,
+        database_path=db_path,
+        spi_secret_key=SECRET.decode(),
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def running_bot(settings: Settings) -> AsyncIterator[Services]:
+    """The real Application with long polling, started and stopped like `spi-bot run`."""
+    svc = await open_services(settings)
+    app = build_application(svc)
+    try:
+        async with app:
+            await app.start()
+            assert app.updater is not None
+            await app.updater.start_polling(poll_interval=0, timeout=1)
+            try:
+                yield svc
+            finally:
+                await app.updater.stop()
+                await app.stop()
+    finally:
+        await svc.close()
+
+
+class TelegramUser:
+    """A respondent in a private chat (chat id = user id, as in Telegram)."""
+
+    def __init__(self, api: FakeBotApi, user_id: int, language_code: str = "id") -> None:
+        self.api = api
+        self.user_id = user_id
+        self.language_code = language_code
+
+    def screen(self) -> BotMessage:
+        """The newest message that has buttons, else the newest message."""
+        messages = self.api.chat_messages(self.user_id)
+        with_keys = [m for m in messages if FakeBotApi.buttons(m)]
+        return with_keys[-1] if with_keys else messages[-1]
+
+    def texts(self) -> list[str]:
+        return [m.text or "" for m in self.api.chat_messages(self.user_id)]
+
+    def _fingerprint(self) -> tuple[int, int, int]:
+        messages = self.api.chat_messages(self.user_id)
+        if not messages:
+            return (0, 0, 0)
+        return (len(messages), messages[-1].message_id, sum(m.edits for m in messages))
+
+    async def _settle(
+        self, before: tuple[int, int, int], what: str, expect: str | None, timeout: float
+    ) -> BotMessage:
+        await self.api.wait_for(lambda: self._fingerprint() != before, timeout=timeout,
+                                message=f"{what} changed nothing")
+        if expect is not None:
+            await self.api.wait_for(
+                lambda: any(expect in t for t in self.texts()[-3:]), timeout=timeout,
+                message=f"no message containing {expect!r}; last: {self.texts()[-3:]}",
+            )
+        return self.screen()
+
+    async def send(self, text: str, expect: str | None = None, timeout: float = 5.0) -> BotMessage:
+        before = self._fingerprint()
+        self.api.send_text(self.user_id, text, language_code=self.language_code)
+        return await self._settle(before, f"sending {text!r}", expect, timeout)
+
+    async def press(self, label: str, expect: str | None = None, timeout: float = 5.0) -> BotMessage:
+        mark = self.api.mark()
+        before = self._fingerprint()
+        self.api.press_label(self.user_id, label)
+        await self.api.wait_for_call("answerCallbackQuery", after=mark, timeout=timeout)
+        return await self._settle(before, f"pressing {label!r}", expect, timeout)
+
+    def labels(self) -> list[str]:
+        return [label for label, _ in FakeBotApi.buttons(self.screen())]
+
+    async def answer_all(self) -> int:
+        """Answer every question: 'Tidak pernah' where offered, else the first option."""
+        answered = 0
+        while "Pertanyaan" in (self.screen().text or ""):
+            labels = self.labels()
+            text = self.screen().text or ""
+            if any("Selesai" in label for label in labels):
+                await self.press(labels[0])
+                await self.press("Selesai")
+            elif "Tidak pernah" in labels:
+                await self.press("Tidak pernah")
+            elif "angka" in text:
+                await self.send("3")
+            elif any("Lewati" in label for label in labels):
+                await self.press("Lewati")
+            elif labels and not labels[0].startswith("⬅️"):
+                await self.press(labels[0])
+            else:
+                await self.send("jawaban")
+            answered += 1
+            assert answered < 100
+        return answered
