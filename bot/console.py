@@ -47,8 +47,9 @@ async def run_console(
     sender = Sender(channel=CHANNEL, user_id=user)
     buttons: list[Button] = []
     event: Event | None = Command(name="start")
-    stdout.write("spi-bot (terminal). Type the number of a choice, /bantuan for help, "
-                 "Ctrl-D to leave.\n")
+    stdout.write(
+        "spi-bot (terminal). Type the number of a choice, /bantuan for help, Ctrl-D to leave.\n"
+    )
     while True:
         if event is not None:
             outcome = await engine.handle(Incoming(sender=sender, event=event))

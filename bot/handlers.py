@@ -55,9 +55,7 @@ def sender_of(update: Update) -> Sender:
 
 
 async def dispatch(update: Update, context: ContextTypes.DEFAULT_TYPE, event: Event) -> Outcome:
-    incoming = Incoming(
-        sender=sender_of(update), event=event, event_id=f"tg:{update.update_id}"
-    )
+    incoming = Incoming(sender=sender_of(update), event=event, event_id=f"tg:{update.update_id}")
     return await services(context).engine.handle(incoming)
 
 
@@ -110,8 +108,11 @@ async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     message = update.effective_message
     assert message is not None
     kind = next(
-        (k for k in ("sticker", "photo", "voice", "video", "document", "location", "contact")
-         if getattr(message, k, None)),
+        (
+            k
+            for k in ("sticker", "photo", "voice", "video", "document", "location", "contact")
+            if getattr(message, k, None)
+        ),
         "other",
     )
     outcome = await dispatch(update, context, Unsupported(kind=kind))
@@ -156,10 +157,14 @@ async def on_group_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     message = update.effective_message
     assert message is not None
     username = context.bot.username
-    text = gettext_for(services(context).settings.default_locale).gettext(
-        "The survey runs only in a private chat, to keep your answers confidential. "
-        "Open a chat with @{bot} and send /start."
-    ).format(bot=username)
+    text = (
+        gettext_for(services(context).settings.default_locale)
+        .gettext(
+            "The survey runs only in a private chat, to keep your answers confidential. "
+            "Open a chat with @{bot} and send /start."
+        )
+        .format(bot=username)
+    )
     await message.reply_text(text)
 
 
@@ -200,13 +205,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 def add_survey_handlers(application: Application) -> None:  # type: ignore[type-arg]
     new_messages = filters.UpdateType.MESSAGE
     application.add_handler(CallbackQueryHandler(on_button))
-    application.add_handler(
-        MessageHandler(new_messages & PRIVATE & filters.COMMAND, on_command)
-    )
+    application.add_handler(MessageHandler(new_messages & PRIVATE & filters.COMMAND, on_command))
     application.add_handler(MessageHandler(new_messages & PRIVATE & filters.TEXT, on_text))
-    application.add_handler(
-        MessageHandler(filters.UpdateType.EDITED_MESSAGE & PRIVATE, on_edited)
-    )
+    application.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & PRIVATE, on_edited))
     application.add_handler(MessageHandler(new_messages & PRIVATE, on_unsupported))
     application.add_handler(
         MessageHandler(new_messages & filters.ChatType.GROUPS & filters.COMMAND, on_group_message)

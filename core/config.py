@@ -39,9 +39,7 @@ class Settings(BaseSettings):
     units_path: Path = PROJECT_ROOT / "surveys" / "units-kota-semarang.toml"
     survey_window_start: dt.date = dt.date(2025, 6, 2)
     survey_window_end: dt.date = dt.date(2025, 6, 30)
-    reminder_days_before: Annotated[list[int], NoDecode] = Field(
-        default_factory=lambda: [14, 7, 1]
-    )
+    reminder_days_before: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [14, 7, 1])
     reminder_time: dt.time = dt.time(9, 0)
     reminder_every_days: Annotated[int, Field(ge=1, le=30)] = 3
     invite_ttl_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 72
@@ -106,6 +104,4 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]).upper() or "(settings)"
             lines.append(f"  - {field}: {err['msg']}")
-        raise SettingsError(
-            "invalid settings (environment / .env):\n" + "\n".join(lines)
-        ) from None
+        raise SettingsError("invalid settings (environment / .env):\n" + "\n".join(lines)) from None

@@ -36,10 +36,11 @@ from core.navigation import (
     visible_questions,
 )
 from core.questionnaire import Group, Question, Questionnaire
-from core.storage import AnswerValue, SessionState, Storage, Transaction, utcnow
+from core.storage import AnswerValue, SessionState, Stage, Storage, Transaction, utcnow
 from core.units import Unit, UnitRegistry
 
 UNITS_PER_PAGE = 8
+StageAction = Callable[["Engine", "Turn", str], Awaitable[None]]
 GLOBAL = "-"  # seq of buttons that stay valid on any screen (language, resume)
 SURVEY_COMMANDS = ("start", "lanjut", "batal", "bantuan", "privasi", "bahasa", "hapus_data")
 _TOKEN = re.compile(r"^(-|\d{1,9})\|([a-z]{1,6})\|([a-z0-9_]{0,24})$")
@@ -142,8 +143,10 @@ class Engine:
         elif name == "bahasa":
             turn.say(
                 turn._("Choose your language:"),
-                [[Button("🇮🇩 Bahasa Indonesia", token(GLOBAL, "lang", "id"))],
-                 [Button("🇬🇧 English", token(GLOBAL, "lang", "en"))]],
+                [
+                    [Button("🇮🇩 Bahasa Indonesia", token(GLOBAL, "lang", "id"))],
+                    [Button("🇬🇧 English", token(GLOBAL, "lang", "en"))],
+                ],
             )
         elif name == "hapus_data":
             turn.say(
@@ -152,8 +155,10 @@ class Engine:
                     "survey. Completed surveys are anonymous and cannot be linked back to you. "
                     "Continue?"
                 ),
-                [[Button(turn._("Yes, erase my data"), token(GLOBAL, "erase", "y"))],
-                 [Button(turn._("No"), token(GLOBAL, "erase", "n"))]],
+                [
+                    [Button(turn._("Yes, erase my data"), token(GLOBAL, "erase", "y"))],
+                    [Button(turn._("No"), token(GLOBAL, "erase", "n"))],
+                ],
             )
         else:
             turn.say(turn._("I do not know that command. Send /bantuan to see what I can do."))
@@ -172,7 +177,7 @@ class Engine:
                 "This button is no longer valid. Please use the latest message."
             )
             return
-        handler = self._STAGE_ACTIONS.get((turn.state.stage, action))
+        handler = STAGE_ACTIONS.get((turn.state.stage, action))
         if handler is None:
             turn.outcome.notice = turn._("This button is not recognised.")
             return
@@ -251,8 +256,10 @@ class Engine:
 
     async def _show_consent(self, turn: Turn) -> None:
         turn.state = SessionState(
-            respondent_key=turn.state.respondent_key, locale=turn.state.locale,
-            seq=turn.state.seq, stage="consent",
+            respondent_key=turn.state.respondent_key,
+            locale=turn.state.locale,
+            seq=turn.state.seq,
+            stage="consent",
         )
         self._advance(turn)
         self._render_consent(turn)
@@ -275,8 +282,10 @@ class Engine:
         seq = turn.state.seq
         turn.say(
             text,
-            [[Button(turn._("✅ I agree"), token(seq, "ok", "y"))],
-             [Button(turn._("No, thank you"), token(seq, "ok", "n"))]],
+            [
+                [Button(turn._("✅ I agree"), token(seq, "ok", "y"))],
+                [Button(turn._("No, thank you"), token(seq, "ok", "n"))],
+            ],
             edit=turn.pressed,
         )
 
@@ -305,7 +314,9 @@ class Engine:
                 f"• <b>{html.escape(group.title.get(locale))}</b>: "
                 f"{html.escape(group.description.get(locale))}"
             )
-            buttons.append([Button(group.title.get(locale), token(turn.state.seq, "g", group.code))])
+            buttons.append(
+                [Button(group.title.get(locale), token(turn.state.seq, "g", group.code))]
+            )
         turn.say("\n".join(lines), buttons, edit=turn.pressed)
 
     async def _on_group(self, turn: Turn, arg: str) -> None:
@@ -324,8 +335,9 @@ class Engine:
                         "You have already assessed {unit} as a civil servant in period {period}. "
                         "A civil servant assesses one unit per period. You may still take part "
                         "as a service user."
-                    ).format(unit=html.escape(unit.name if unit else done_unit),
-                             period=self.period),
+                    ).format(
+                        unit=html.escape(unit.name if unit else done_unit), period=self.period
+                    ),
                     edit=True,
                 )
                 self._advance(turn)
@@ -355,8 +367,10 @@ class Engine:
         turn.say(
             f"<b>{html.escape(group.title.get(locale))}</b>\n\n"
             f"{html.escape(screen.text.get(locale))}",
-            [[Button(o.text.get(locale), token(turn.state.seq, "s", o.code))]
-             for o in screen.options],
+            [
+                [Button(o.text.get(locale), token(turn.state.seq, "s", o.code))]
+                for o in screen.options
+            ],
             edit=turn.pressed,
         )
 
@@ -442,8 +456,9 @@ class Engine:
         query = text.strip()[:60]
         if not self.units.search(query):
             turn.say(
-                turn._("No unit matches “{query}”. Try another word, or pick from the list.")
-                .format(query=html.escape(query))
+                turn._(
+                    "No unit matches “{query}”. Try another word, or pick from the list."
+                ).format(query=html.escape(query))
             )
             return
         turn.state.unit_query = query
@@ -505,9 +520,7 @@ class Engine:
         shown = visible_questions(self.questionnaire, group, answers)
         number = next((i for i, q in enumerate(shown, 1) if q.id == question.id), len(shown))
         dimension = self.questionnaire.dimension(question.dimension or "")
-        heading = (
-            dimension.title.get(locale) if dimension else turn._("About you and the service")
-        )
+        heading = dimension.title.get(locale) if dimension else turn._("About you and the service")
         lines = [
             f"<b>{html.escape(heading)}</b>",
             turn._("Question {n} of {total}").format(n=number, total=len(shown)),
@@ -522,22 +535,28 @@ class Engine:
         if question.type == "multi":
             chosen = given if isinstance(given, list) else []
             buttons = [
-                [Button(("☑️ " if o.code in chosen else "⬜ ") + o.text.get(locale),
-                        token(seq, "m", o.code))]
+                [
+                    Button(
+                        ("☑️ " if o.code in chosen else "⬜ ") + o.text.get(locale),
+                        token(seq, "m", o.code),
+                    )
+                ]
                 for o in question.options
             ]
             buttons.append([Button(turn._("Done ✔️"), token(seq, "md"))])
             lines.append(italic(turn._("Choose all that apply, then press Done.")))
         elif question.is_choice:
             buttons = [
-                [Button(("✅ " if given == o.code else "") + o.text.get(locale),
-                        token(seq, "a", o.code))]
+                [
+                    Button(
+                        ("✅ " if given == o.code else "") + o.text.get(locale),
+                        token(seq, "a", o.code),
+                    )
+                ]
                 for o in question.options
             ]
         elif question.type == "number":
-            lines.append(
-                f"<i>{self._number_prompt(turn, question)}</i>"
-            )
+            lines.append(f"<i>{self._number_prompt(turn, question)}</i>")
             if isinstance(given, int | float):
                 lines.append(turn._("Your answer: {value}").format(value=_fmt_number(given)))
         else:
@@ -717,8 +736,10 @@ class Engine:
         )
         turn.say(
             text,
-            [[Button(turn._("📨 Send"), token(seq, "send"))],
-             [Button(turn._("⬅️ Back"), token(seq, "b"))]],
+            [
+                [Button(turn._("📨 Send"), token(seq, "send"))],
+                [Button(turn._("⬅️ Back"), token(seq, "b"))],
+            ],
             edit=edit,
         )
 
@@ -781,8 +802,10 @@ class Engine:
         seq = turn.state.seq
         turn.say(
             turn._("Discard your unfinished survey? Your answers so far will be deleted."),
-            [[Button(turn._("Yes, discard"), token(seq, "cx", "y"))],
-             [Button(turn._("No, continue"), token(seq, "cx", "n"))]],
+            [
+                [Button(turn._("Yes, discard"), token(seq, "cx", "y"))],
+                [Button(turn._("No, continue"), token(seq, "cx", "n"))],
+            ],
             edit=edit,
         )
 
@@ -820,12 +843,12 @@ class Engine:
         )
         return True
 
-    def _reset(self, turn: Turn, stage: str) -> int:
+    def _reset(self, turn: Turn, stage: Stage) -> int:
         turn.state = SessionState(
             respondent_key=turn.state.respondent_key,
             locale=turn.state.locale,
             seq=turn.state.seq,
-            stage=stage,  # type: ignore[arg-type]
+            stage=stage,
         )
         return self._advance(turn)
 
@@ -850,7 +873,9 @@ class Engine:
     async def _remember_contact(self, turn: Turn) -> None:
         sender = turn.incoming.sender
         if sender.address is not None:
-            await turn.tx.upsert_contact(sender.channel, sender.address, turn.state.locale, turn.now)
+            await turn.tx.upsert_contact(
+                sender.channel, sender.address, turn.state.locale, turn.now
+            )
 
     async def _set_contact_status(self, turn: Turn, status: str) -> None:
         sender = turn.incoming.sender
@@ -895,7 +920,6 @@ class Engine:
             ]
         )
 
-    _STAGE_ACTIONS: dict[tuple[str, str], Callable[[Engine, Turn, str], Awaitable[None]]] = {}
 
 
 def bold(text: str) -> str:
@@ -917,7 +941,8 @@ def _fmt_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value).replace(".", ",")
 
 
-Engine._STAGE_ACTIONS = {
+# Which button actions are valid on which screen; anything else is refused.
+STAGE_ACTIONS: dict[tuple[str, str], StageAction] = {
     ("consent", "ok"): Engine._on_consent,
     ("group", "g"): Engine._on_group,
     ("screening", "s"): Engine._on_screening,

@@ -318,9 +318,7 @@ def _resolve_options(question: Question, q: Questionnaire, where: str, add: _Add
             add(f"{where}.options", "a yesno question has fixed options; use yes_score/no_score")
         question.options = [
             Option(code="ya", text=LocalizedText(id="Ya", en="Yes"), score=question.yes_score),
-            Option(
-                code="tidak", text=LocalizedText(id="Tidak", en="No"), score=question.no_score
-            ),
+            Option(code="tidak", text=LocalizedText(id="Tidak", en="No"), score=question.no_score),
         ]
         return
     if question.type in ("single", "multi"):

@@ -26,8 +26,18 @@ from core.migrations import MIGRATIONS
 
 AnswerValue = str | float | int | list[str] | None
 Stage = Literal[
-    "new", "consent", "declined", "group", "screening", "ineligible", "unit", "question",
-    "review", "cancel", "erase", "done",
+    "new",
+    "consent",
+    "declined",
+    "group",
+    "screening",
+    "ineligible",
+    "unit",
+    "question",
+    "review",
+    "cancel",
+    "erase",
+    "done",
 ]
 
 

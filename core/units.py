@@ -53,8 +53,7 @@ class UnitRegistry:
         self.units = list(units)
         self._by_code = {u.code: u for u in units}
         self._haystacks = {
-            u.code: " | ".join(normalise(t) for t in [u.code, u.name, *u.aliases])
-            for u in units
+            u.code: " | ".join(normalise(t) for t in [u.code, u.name, *u.aliases]) for u in units
         }
 
     def __len__(self) -> int:

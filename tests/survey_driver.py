@@ -40,8 +40,9 @@ class Respondent:
     async def send(self, event: Event, event_id: str | None = None) -> Outcome:
         self._event_counter += 1
         outcome = await self.engine.handle(
-            Incoming(sender=self.sender, event=event,
-                     event_id=event_id or f"test:{uuid.uuid4().hex}")
+            Incoming(
+                sender=self.sender, event=event, event_id=event_id or f"test:{uuid.uuid4().hex}"
+            )
         )
         self.last = outcome
         for reply in outcome.replies:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +30,8 @@ async def running_bot(settings: Settings) -> AsyncIterator[Services]:
     app = build_application(svc)
     try:
         async with app:
+            if app.post_init is not None:  # as run_polling() does
+                await app.post_init(app)
             await app.start()
             assert app.updater is not None
             await app.updater.start_polling(poll_interval=0, timeout=1)
@@ -69,11 +70,15 @@ class TelegramUser:
     async def _settle(
         self, before: tuple[int, int, int], what: str, expect: str | None, timeout: float
     ) -> BotMessage:
-        await self.api.wait_for(lambda: self._fingerprint() != before, timeout=timeout,
-                                message=f"{what} changed nothing")
+        await self.api.wait_for(
+            lambda: self._fingerprint() != before,
+            timeout=timeout,
+            message=f"{what} changed nothing",
+        )
         if expect is not None:
             await self.api.wait_for(
-                lambda: any(expect in t for t in self.texts()[-3:]), timeout=timeout,
+                lambda: any(expect in t for t in self.texts()[-3:]),
+                timeout=timeout,
                 message=f"no message containing {expect!r}; last: {self.texts()[-3:]}",
             )
         return self.screen()
@@ -83,7 +88,9 @@ class TelegramUser:
         self.api.send_text(self.user_id, text, language_code=self.language_code)
         return await self._settle(before, f"sending {text!r}", expect, timeout)
 
-    async def press(self, label: str, expect: str | None = None, timeout: float = 5.0) -> BotMessage:
+    async def press(
+        self, label: str, expect: str | None = None, timeout: float = 5.0
+    ) -> BotMessage:
         mark = self.api.mark()
         before = self._fingerprint()
         self.api.press_label(self.user_id, label)

@@ -47,8 +47,9 @@ async def test_full_run_from_start_to_thanks(engine: Engine, db_path: Path) -> N
     assert stored["screen_ex_s_urus"] == '"sendiri"'
     dump = "\n".join(sqlite3.connect(db_path).iterdump())
     for table_row in dump.splitlines():
-        if table_row.startswith(("INSERT INTO \"responses\"", "INSERT INTO \"answers\"",
-                                 "INSERT INTO \"sessions\"")):
+        if table_row.startswith(
+            ('INSERT INTO "responses"', 'INSERT INTO "answers"', 'INSERT INTO "sessions"')
+        ):
             assert "777001" not in table_row
 
 
@@ -82,9 +83,7 @@ async def test_redelivered_event_is_ignored(engine: Engine, db_path: Path) -> No
     assert rows(db_path, count) == [(2,)]
 
 
-async def test_back_changes_an_answer_and_skip_logic_follows(
-    engine: Engine, db_path: Path
-) -> None:
+async def test_back_changes_an_answer_and_skip_logic_follows(engine: Engine, db_path: Path) -> None:
     r = Respondent(engine)
     await start_as(r, EKSTERNAL[0], EKSTERNAL[1], "kesehatan")
     for _ in range(20):

@@ -104,7 +104,8 @@ def test_minimal_file_loads_and_resolves_scales(tmp_path: Path) -> None:
     assert freq is not None and [o.code for o in freq.options] == ["never", "often", "tt"]
     gift = q.question("q_gift")
     assert gift is not None and [(o.code, o.score) for o in gift.options] == [
-        ("ya", 0), ("tidak", 100)
+        ("ya", 0),
+        ("tidak", 100),
     ]
 
 
@@ -112,20 +113,33 @@ def test_minimal_file_loads_and_resolves_scales(tmp_path: Path) -> None:
     ("change", "expected"),
     [
         (("score = 100", "score = 140"), "scales.freq[0](code=never).score: Input should be less"),
-        (('dimension = "integritas"\ntext = { id = "Memberi', 'dimension = "sdm"\ntext = { id = "Memberi'),
-         "questions[0](id=q_gift).dimension: unknown dimension 'sdm'"),
-        (('any_of = ["ya"]', 'any_of = ["mungkin"]'),
-         "questions[1](id=q_freq).show_if.any_of: unknown option(s) of 'q_gift'"),
-        (('question = "q_gift"', 'question = "q_times"'),
-         "questions[1](id=q_freq).show_if.question: 'q_times' is not an earlier question"),
+        (
+            (
+                'dimension = "integritas"\ntext = { id = "Memberi',
+                'dimension = "sdm"\ntext = { id = "Memberi',
+            ),
+            "questions[0](id=q_gift).dimension: unknown dimension 'sdm'",
+        ),
+        (
+            ('any_of = ["ya"]', 'any_of = ["mungkin"]'),
+            "questions[1](id=q_freq).show_if.any_of: unknown option(s) of 'q_gift'",
+        ),
+        (
+            ('question = "q_gift"', 'question = "q_times"'),
+            "questions[1](id=q_freq).show_if.question: 'q_times' is not an earlier question",
+        ),
         (('id = "q_times"', 'id = "q_gift"'), "questions[2](id=q_gift).id: duplicate question id"),
-        (("max_value = 100", "max_value = 0"),
-         "questions[2](id=q_times).max_value: max_value must be greater than min_value"),
+        (
+            ("max_value = 100", "max_value = 0"),
+            "questions[2](id=q_times).max_value: max_value must be greater than min_value",
+        ),
         (('scale = "freq"', 'scale = "likert"'), "questions[1](id=q_freq).scale: unknown scale"),
         (('code = "eksper"', 'code = "pakar"'), "groups[2](code=pakar).code: Input should be"),
         (('type = "number"', 'type = "slider"'), "questions[2](id=q_times).type: Input should be"),
-        (('text = { id = "Berapa kali?", en = "How many times?" }', ""),
-         "questions[2](id=q_times).text: Field required"),
+        (
+            ('text = { id = "Berapa kali?", en = "How many times?" }', ""),
+            "questions[2](id=q_times).text: Field required",
+        ),
         (('period = "2025"', 'period = "2025"\ncolour = "red"'), "colour: Extra inputs"),
         (('[[questions]]\nid = "q_times"', '[[questions]\nid = "q_times"'), "(syntax)"),
     ],
@@ -146,14 +160,29 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_check_questionnaire_command(tmp_path: Path) -> None:
     good = subprocess.run(
-        [sys.executable, "-m", "bot", "check-questionnaire", str(PROJECT_ROOT / "surveys/spi.toml")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "check-questionnaire",
+            str(PROJECT_ROOT / "surveys/spi.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert good.returncode == 0 and "OK" in good.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "bot", "check-questionnaire",
-         str(write(tmp_path, MINIMAL.replace("score = 100", "score = 140", 1)))],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "check-questionnaire",
+            str(write(tmp_path, MINIMAL.replace("score = 100", "score = 140", 1))),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert bad.returncode == 1
     assert "scales.freq[0](code=never).score" in bad.stderr
@@ -175,4 +204,7 @@ def test_units_file_errors(tmp_path: Path) -> None:
     path.write_text('government = "Kota"\n[[units]]\ncode = "A b"\nname = "X"\nkind = "dinas"\n')
     with pytest.raises(UnitsError) as caught:
         load_units(path)
-    assert [i.field for i in caught.value.issues] == ["units[0](code=A b).code", "units[0](code=A b).name"]
+    assert [i.field for i in caught.value.issues] == [
+        "units[0](code=A b).code",
+        "units[0](code=A b).name",
+    ]

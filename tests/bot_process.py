@@ -1,0 +1,38 @@
+"""Start `python -m bot run` as its own process, as in production."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from core.config import PROJECT_ROOT
+from tests.conftest import SECRET
+from tests.fake_bot_api import FakeBotApi
+
+
+def bot_env(api: FakeBotApi, db_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SPI_"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN=api.token,
+        TELEGRAM_BASE_URL=api.base_url,
+        DATABASE_PATH=str(db_path),
+        SPI_SECRET_KEY=SECRET.decode(),
+        LOG_LEVEL="INFO",
+        **extra,
+    )
+    return env
+
+
+def start_bot(
+    api: FakeBotApi, db_path: Path, log_path: Path, **extra: str
+) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=PROJECT_ROOT,
+        env=bot_env(api, db_path, **extra),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )

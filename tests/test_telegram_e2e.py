@@ -1,0 +1,126 @@
+"""End to end: the real PTB Application over HTTP against the fake Bot API, real SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_bot_api import FakeBotApi
+from tests.telegram_driver import TelegramUser, running_bot, settings_for
+
+USER = 55501234
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotApi]:
+    async with FakeBotApi() as server:
+        yield server
+
+
+def table_rows(db_path: Path, table: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db_path) as db:
+        return list(db.execute(f"SELECT * FROM {table}"))
+
+
+async def start_survey(user: TelegramUser) -> None:
+    await user.send("/start", expect="sukarela")
+    await user.press("setuju", expect="kelompok")
+    await user.press("Pengguna layanan", expect="12 bulan")
+    await user.press("Ya, pernah")
+    await user.press("Saya urus sendiri", expect="Unit mana")
+    await user.send("kesehatan", expect="kesehatan")
+    await user.press("Dinas Kesehatan", expect="Pertanyaan 1 dari")
+
+
+async def test_respondent_from_start_to_thanks(api: FakeBotApi, tmp_path: Path) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with running_bot(settings_for(api, db_path)):
+        user = TelegramUser(api, USER)
+        await start_survey(user)
+        answered = await user.answer_all()
+        # Button answers edit the question message in place instead of flooding the chat.
+        assert len(api.chat_messages(USER)) < answered // 2
+        await user.press("Kirim", expect="Terima kasih")
+
+        languages = {key[1] for key in api.commands}
+        assert {"", "en"} <= languages or {None, "en"} <= languages
+
+    responses = table_rows(db_path, "responses")
+    assert [(r[4], r[5]) for r in responses] == [("dinkes", "completed")]
+    assert len(table_rows(db_path, "answers")) >= 14
+    with sqlite3.connect(db_path) as db:
+        for table in ("responses", "answers", "sessions", "processed_events"):
+            dump = "\n".join(str(row) for row in db.execute(f"SELECT * FROM {table}"))
+            assert str(USER) not in dump, table
+            assert "Budi" not in dump
+    assert (db_path.stat().st_mode & 0o777) == 0o600
+
+
+async def test_duplicate_update_changes_nothing(api: FakeBotApi, tmp_path: Path) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with running_bot(settings_for(api, db_path)):
+        user = TelegramUser(api, USER)
+        await start_survey(user)
+        press = api.press_label(USER, "Warga")
+        await api.wait_for(lambda: "Pertanyaan 2" in (user.screen().text or ""))
+        answers_before = table_rows(db_path, "answers")
+        mark = api.mark()
+        api.redeliver(press)
+        typed = api.send_text(USER, "7")
+        await api.wait_for(lambda: "Pertanyaan 3" in (user.screen().text or ""))
+        api.redeliver(typed)  # a replayed "7" must not answer question 3
+        await api.wait_for(lambda: api.mark() > mark + 1)
+        await user.send("/privasi", expect="pseudonim")
+        answers_after = table_rows(db_path, "answers")
+        assert len(answers_after) == len(answers_before) + 1
+        assert "Pertanyaan 3" in (user.screen().text or "")
+
+
+async def test_stale_and_forged_buttons(api: FakeBotApi, tmp_path: Path) -> None:
+    async with running_bot(settings_for(api, tmp_path / "spi.sqlite3")):
+        user = TelegramUser(api, USER)
+        await start_survey(user)
+        old_data = api.button_data(USER, "Pelaku usaha")
+        await user.press("Warga", expect="Pertanyaan 2")
+        for data in (old_data, "0|a|x", "not-ours", "9" * 64):
+            mark = api.mark()
+            api.press_button(USER, user.screen().message_id, data)
+            call = await api.wait_for_call("answerCallbackQuery", after=mark)
+            assert call.params.get("text"), data
+        assert "Pertanyaan 2" in (user.screen().text or "")
+        assert not [c for c in api.calls if c.status >= 500]
+
+
+async def test_group_chat_and_stickers(api: FakeBotApi, tmp_path: Path) -> None:
+    async with running_bot(settings_for(api, tmp_path / "spi.sqlite3")):
+        mark = api.mark()
+        api.send_text(USER, "/start", chat_id=-100123, chat_type="supergroup")
+        call = await api.wait_for_call("sendMessage", after=mark)
+        assert call.params["chat_id"] == -100123 and "pribadi" in call.params["text"]
+        user = TelegramUser(api, USER)
+        mark = api.mark()
+        api.send_update(
+            {
+                "message": {
+                    "message_id": 9,
+                    "date": 0,
+                    "chat": {"id": USER, "type": "private"},
+                    "from": {"id": USER, "is_bot": False, "first_name": "Budi"},
+                    "sticker": {
+                        "file_id": "s",
+                        "file_unique_id": "s",
+                        "width": 1,
+                        "height": 1,
+                        "is_animated": False,
+                        "is_video": False,
+                        "type": "regular",
+                    },
+                }
+            }
+        )
+        call = await api.wait_for_call("sendMessage", after=mark)
+        assert "teks" in call.params["text"]
+        await user.send("halo", expect="/start")
