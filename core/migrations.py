@@ -53,4 +53,75 @@ CREATE TABLE contacts (
 )
 """
 
-MIGRATIONS: list[str] = [V1_CONVERSATION]
+V2_SCORING_AND_ACCESS = """
+ALTER TABLE responses ADD COLUMN duration_seconds INTEGER;
+ALTER TABLE responses ADD COLUMN respondent_index REAL;
+ALTER TABLE responses ADD COLUMN flags TEXT NOT NULL DEFAULT '';
+ALTER TABLE responses ADD COLUMN counted INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX responses_completed_at ON responses (period, unit_code, completed_at)
+    WHERE status = 'completed';
+CREATE TABLE response_scores (
+    response_id INTEGER NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+    dimension TEXT NOT NULL,
+    score REAL NOT NULL,
+    PRIMARY KEY (response_id, dimension)
+) WITHOUT ROWID;
+CREATE TABLE agg_group (
+    period TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    group_code TEXT NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,
+    n_indexed INTEGER NOT NULL DEFAULT 0,
+    sum_index REAL NOT NULL DEFAULT 0,
+    sumsq_index REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (period, unit_code, group_code)
+) WITHOUT ROWID;
+CREATE TABLE agg_dimension (
+    period TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    group_code TEXT NOT NULL,
+    dimension TEXT NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,
+    total REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (period, unit_code, group_code, dimension)
+) WITHOUT ROWID;
+CREATE TABLE agg_item (
+    period TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    group_code TEXT NOT NULL,
+    question_id TEXT NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,
+    total REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (period, unit_code, group_code, question_id)
+) WITHOUT ROWID;
+CREATE TABLE corrections (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    deduction REAL NOT NULL CHECK (deduction >= 0 AND deduction <= 100),
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE admins (
+    user_id INTEGER PRIMARY KEY,
+    added_by INTEGER,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE officials (
+    user_id INTEGER PRIMARY KEY,
+    unit_code TEXT NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE invites (
+    id INTEGER PRIMARY KEY,
+    code_hash TEXT NOT NULL UNIQUE,
+    unit_code TEXT NOT NULL,
+    created_by INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT,
+    used_by INTEGER
+)
+"""
+
+MIGRATIONS: list[str] = [V1_CONVERSATION, V2_SCORING_AND_ACCESS]

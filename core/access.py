@@ -1,0 +1,124 @@
+"""Who may see what: admins, officials bound to one unit, single-use invite codes.
+
+Every check reads the database on the server side: hiding a button is never
+the protection. Invite codes are stored as keyed hashes, expire, and are
+compared in constant time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel
+
+from core.identity import hash_code
+from core.storage import Transaction, iso
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: typed from a phone
+CODE_LENGTH = 10
+
+
+class Official(BaseModel):
+    user_id: int
+    unit_code: str
+    added_at: str
+
+
+class Role(BaseModel):
+    """What a Telegram account may do; computed per request, never cached in a button."""
+
+    admin: bool = False
+    unit_code: str | None = None  # the unit an official is bound to
+
+    def may_see(self, unit_code: str) -> bool:
+        return self.admin or self.unit_code == unit_code
+
+
+RedeemResult = Literal["ok", "invalid", "expired", "used"]
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalise_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+async def role_of(tx: Transaction, user_id: int, configured_admins: Sequence[int]) -> Role:
+    admin = user_id in configured_admins or (
+        await tx.fetchone("SELECT 1 FROM admins WHERE user_id = ?", (user_id,)) is not None
+    )
+    row = await tx.fetchone("SELECT unit_code FROM officials WHERE user_id = ?", (user_id,))
+    return Role(admin=admin, unit_code=str(row["unit_code"]) if row else None)
+
+
+async def add_admin(tx: Transaction, user_id: int, added_by: int, now: dt.datetime) -> None:
+    await tx.execute(
+        "INSERT OR IGNORE INTO admins(user_id, added_by, added_at) VALUES (?, ?, ?)",
+        (user_id, added_by, iso(now)),
+    )
+
+
+async def create_invite(
+    tx: Transaction,
+    secret_key: bytes,
+    unit_code: str,
+    created_by: int,
+    now: dt.datetime,
+    ttl: dt.timedelta,
+) -> str:
+    """A fresh code for one official of ``unit_code``; only its hash is stored."""
+    code = new_code()
+    await tx.execute(
+        "INSERT INTO invites(code_hash, unit_code, created_by, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (hash_code(secret_key, code), unit_code, created_by, iso(now), iso(now + ttl)),
+    )
+    return code
+
+
+async def redeem_invite(
+    tx: Transaction, secret_key: bytes, code: str, user_id: int, now: dt.datetime
+) -> tuple[RedeemResult, str | None]:
+    """Bind ``user_id`` to the invite's unit; a code works once, before it expires."""
+    digest = hash_code(secret_key, normalise_code(code))
+    row = await tx.fetchone(
+        "SELECT id, code_hash, unit_code, expires_at, used_at FROM invites WHERE code_hash = ?",
+        (digest,),
+    )
+    if row is None or not hmac.compare_digest(str(row["code_hash"]), digest):
+        return "invalid", None
+    if row["used_at"] is not None:
+        return "used", None
+    if dt.datetime.fromisoformat(row["expires_at"]) <= now:
+        return "expired", None
+    await tx.execute(
+        "UPDATE invites SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL",
+        (iso(now), user_id, row["id"]),
+    )
+    await tx.execute(
+        "INSERT INTO officials(user_id, unit_code, added_at) VALUES (?, ?, ?) "
+        "ON CONFLICT(user_id) DO UPDATE SET unit_code = excluded.unit_code, "
+        "added_at = excluded.added_at",
+        (user_id, row["unit_code"], iso(now)),
+    )
+    return "ok", str(row["unit_code"])
+
+
+async def list_officials(tx: Transaction) -> list[Official]:
+    rows = await tx.fetchall(
+        "SELECT user_id, unit_code, added_at FROM officials ORDER BY unit_code, added_at"
+    )
+    return [
+        Official(user_id=r["user_id"], unit_code=r["unit_code"], added_at=r["added_at"])
+        for r in rows
+    ]
+
+
+async def revoke_official(tx: Transaction, user_id: int) -> bool:
+    return await tx.execute("DELETE FROM officials WHERE user_id = ?", (user_id,)) == 1
