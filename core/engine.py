@@ -16,6 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from core.aggregates import record_completion
 from core.events import (
     Button,
     Choice,
@@ -764,6 +765,7 @@ class Engine:
             state.response_id, hidden_answered(self.questionnaire, state.group, answers)
         )
         await turn.tx.complete_response(state.response_id, turn.now)
+        await record_completion(turn.tx, self.questionnaire, state.response_id, turn.now)
         await self._set_contact_status(turn, "completed")
         seq = self._reset(turn, "done")
         turn.say(
@@ -919,7 +921,6 @@ class Engine:
                 ),
             ]
         )
-
 
 
 def bold(text: str) -> str:
