@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from telegram import BotCommand
-from telegram.ext import Application, ApplicationBuilder
+from telegram import BotCommand, Update
+from telegram.ext import Application, ApplicationBuilder, TypeHandler
 from telegram.request import HTTPXRequest
 
+from bot.admin_handlers import add_admin_handlers
+from bot.flood import FloodGuard
 from bot.handlers import add_survey_handlers
 from bot.processor import PerUserUpdateProcessor
 from bot.services import Services
@@ -29,6 +31,8 @@ MENU = (
     ("hapus_data", N_("Erase your contact data")),
     ("berhenti", N_("Stop reminders")),
     ("langganan", N_("Receive reminders again")),
+    ("skor", N_("Integrity index of your unit (officials)")),
+    ("daftar", N_("Register as an official with an invite code")),
 )
 
 
@@ -62,5 +66,7 @@ def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
     )
     application = builder.build()
     application.bot_data["services"] = svc
+    application.add_handler(TypeHandler(Update, FloodGuard(settings.incoming_per_minute)), group=-1)
+    add_admin_handlers(application)  # before the survey's catch-all button handler
     add_survey_handlers(application)
     return application

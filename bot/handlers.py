@@ -144,7 +144,7 @@ async def on_edited(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Edits never change an answer; say so instead of staying silent."""
     message = update.effective_message
     assert message is not None
-    locale = await _locale(update, context)
+    locale = await user_locale(update, context)
     await message.reply_text(
         gettext_for(locale).gettext(
             "Edited messages are not read. Please send your answer as a new message."
@@ -168,7 +168,7 @@ async def on_group_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     await message.reply_text(text)
 
 
-async def _locale(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+async def user_locale(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
     user = update.effective_user
     svc = services(context)
     if user is None:
@@ -187,7 +187,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.effective_chat.type != ChatType.PRIVATE:
         return
     try:
-        locale = await _locale(update, context)
+        locale = await user_locale(update, context)
     except Exception:  # the database itself may be what failed
         locale = services(context).settings.default_locale
     text = gettext_for(locale).gettext(
