@@ -1,0 +1,146 @@
+"""Nobody let in, nothing leaked: access, invites, flood, secrets, backups, corrupt files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import RedactSecrets
+from core.access import create_invite, redeem_invite, role_of
+from core.config import PROJECT_ROOT, SettingsError, load_settings
+from core.storage import Storage, StorageError
+from tests.conftest import SECRET
+from tests.fake_bot_api import FakeBotApi
+from tests.telegram_driver import running_bot, settings_for
+
+ADMIN_COMMANDS = ["/peringkat", "/rekap", "/undang dinkes", "/pejabat", "/koreksi dinkes 2 x",
+                  "/tambah_admin 5", "/ekspor", "/skor dinkes", "/siaran halo",
+                  "/siaran_status", "/jadwal"]
+
+
+async def test_invites_are_single_use_and_expire(storage: Storage) -> None:
+    now = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    async with storage.transaction() as tx:
+        code = await create_invite(tx, SECRET, "dinkes", 1, now, dt.timedelta(hours=1))
+        stored = await tx.fetchall("SELECT code_hash FROM invites")
+        assert code not in str([tuple(r) for r in stored])
+        assert await redeem_invite(tx, SECRET, "WRONGCODE1", 7, now) == ("invalid", None)
+        assert await redeem_invite(tx, SECRET, code.lower(), 7, now) == ("ok", "dinkes")
+        assert await redeem_invite(tx, SECRET, code, 8, now) == ("used", None)
+        late = await create_invite(tx, SECRET, "bappeda", 1, now, dt.timedelta(hours=1))
+        assert await redeem_invite(tx, SECRET, late, 9, now + dt.timedelta(hours=2)) == (
+            "expired", None)
+        role = await role_of(tx, 7, [])
+        assert role.unit_code == "dinkes" and not role.admin
+        assert role.may_see("dinkes") and not role.may_see("bappeda")
+        assert (await role_of(tx, 99, [99])).admin
+
+
+async def test_every_admin_command_refuses_strangers_and_other_officials(tmp_path: Path) -> None:
+    async with FakeBotApi() as api:
+        settings = settings_for(api, tmp_path / "spi.sqlite3", admin_ids=[1])
+        async with running_bot(settings) as svc:
+            async with svc.storage.transaction() as tx:
+                code = await create_invite(
+                    tx, SECRET, "bappeda", 1, dt.datetime.now(dt.UTC), dt.timedelta(hours=1))
+                await redeem_invite(tx, SECRET, code, 2, dt.datetime.now(dt.UTC))
+            for user_id in (3, 2):  # a stranger, then the official of another unit
+                for text in ADMIN_COMMANDS:
+                    mark = api.mark()
+                    api.send_text(user_id, text)
+                    call = await api.wait_for_call(
+                        "sendMessage", lambda c, u=user_id: c.params["chat_id"] == u, after=mark)
+                    assert "hanya untuk" in call.params["text"], (user_id, text)
+            assert not api.calls_of("sendDocument") and not api.calls_of("sendPhoto")
+
+
+async def test_flood_gets_one_notice(tmp_path: Path) -> None:
+    async with FakeBotApi() as api:
+        settings = settings_for(api, tmp_path / "spi.sqlite3", incoming_per_minute=5)
+        async with running_bot(settings):
+            for _ in range(30):
+                api.send_text(77, "halo")
+            await api.wait_for(lambda: len(api.calls_of("sendMessage")) >= 6)
+            mark = api.mark()
+            api.send_text(78, "halo")  # another user is still served
+            await api.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == 78, after=mark)
+            texts = [c.params["text"] for c in api.calls_of("sendMessage")
+                     if c.params["chat_id"] == 77]
+            assert len(texts) == 6
+            assert sum("cepat" in t for t in texts) == 1
+
+
+def test_secrets_never_reach_the_log() -> None:
+    token, key = "123456:SECRET-TOKEN-VALUE", "k" * 40
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets([token, key]))
+    logger = logging.getLogger("redaction-test")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise RuntimeError(f"https://api.telegram.org/bot{token}/getMe failed with {key}")
+        except RuntimeError:
+            logger.exception("request to %s failed", f"bot{token}")
+    finally:
+        logger.removeHandler(handler)
+    output = stream.getvalue()
+    assert "RuntimeError" in output and "[REDACTED]" in output
+    assert token not in output and key not in output
+
+
+def test_short_or_missing_secret_key_is_a_clear_error() -> None:
+    with pytest.raises(SettingsError, match="SPI_SECRET_KEY: .*at least 32"):
+        load_settings(spi_secret_key="short")
+    with pytest.raises(SettingsError, match="SPI_SECRET_KEY: required"):
+        load_settings(spi_secret_key=None).secret_key()
+    with pytest.raises(SettingsError, match="TIMEZONE"):
+        load_settings(timezone="Mars/Olympus")
+    with pytest.raises(SettingsError, match="ADMIN_IDS"):
+        load_settings(admin_ids="12,abc")
+
+
+def test_run_refuses_bad_configuration(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SPI_"))}
+    env.update(TELEGRAM_BOT_TOKEN="1:x", DATABASE_PATH=str(tmp_path / "db.sqlite3"))
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 2 and "SPI_SECRET_KEY" in result.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text('period = "2025"\n')
+    env.update(SPI_SECRET_KEY="k" * 40, QUESTIONNAIRE_PATH=str(broken))
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 2
+    assert str(broken) in result.stderr and "title: Field required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_backup_and_corrupt_file(tmp_path: Path) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    storage = await Storage.open(db_path)
+    async with storage.transaction() as tx:
+        await tx.upsert_contact("telegram", "1", "id", dt.datetime.now(dt.UTC))
+    await storage.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SPI_"))}
+    env["DATABASE_PATH"] = str(db_path)
+    target = tmp_path / "backup" / "copy.sqlite3"
+    result = subprocess.run([sys.executable, "-m", "bot", "backup", str(target)], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (target.stat().st_mode & 0o777) == 0o600
+    with sqlite3.connect(target) as db:
+        assert db.execute("SELECT COUNT(*) FROM contacts").fetchone() == (1,)
+
+    corrupt = tmp_path / "corrupt.sqlite3"
+    corrupt.write_bytes(db_path.read_bytes()[:100] + b"\x00garbage" * 2000)
+    with pytest.raises(StorageError):
+        await Storage.open(corrupt)
