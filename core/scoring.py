@@ -164,7 +164,7 @@ def _ci(centre: float, se: float) -> tuple[float, float]:
 
 
 def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitScore:
-    group_weights = {g.code: g.weight for g in questionnaire.groups}
+    group_weights: dict[str, float] = {g.code: g.weight for g in questionnaire.groups}
     indices: dict[str, float] = {}
     errors: dict[str, float | None] = {}
     group_scores: list[GroupScore] = []
@@ -220,7 +220,7 @@ def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitSc
 
 def unit_dimensions(questionnaire: Questionnaire, aggregate: UnitAggregate) -> list[DimensionScore]:
     """Per dimension, the group-weighted mean over groups with ≥ K_ANONYMITY answers."""
-    group_weights = {g.code: g.weight for g in questionnaire.groups}
+    group_weights: dict[str, float] = {g.code: g.weight for g in questionnaire.groups}
     result = []
     for dimension in questionnaire.dimensions:
         means: dict[str, float] = {}
