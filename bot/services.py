@@ -6,6 +6,7 @@ channel starts, so a bad file stops start-up with its name, field and reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ from pathlib import Path
 from core.config import MIN_SECRET_LENGTH, Settings, SettingsError
 from core.engine import Engine
 from core.questionnaire import Questionnaire, load_questionnaire
-from core.storage import Storage
+from core.storage import Storage, utcnow
 from core.units import UnitRegistry, load_units
+
+EVENT_MEMORY = dt.timedelta(days=7)
 
 
 @dataclass
@@ -60,5 +63,7 @@ async def open_services(settings: Settings, secret_key: bytes | None = None) -> 
     questionnaire, units = load_survey(settings)
     key = secret_key if secret_key is not None else settings.secret_key()
     storage = await Storage.open(settings.database_path)
+    async with storage.transaction() as tx:
+        await tx.prune_events(utcnow() - EVENT_MEMORY)
     engine = Engine(questionnaire, units, storage, key, default_locale=settings.default_locale)
     return Services(settings, questionnaire, units, storage, engine, key)

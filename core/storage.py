@@ -124,6 +124,12 @@ class Transaction:
         )
         return changed == 1
 
+    async def prune_events(self, before: dt.datetime) -> int:
+        """Forget old event ids; Telegram redelivers an update for at most a day."""
+        return await self.execute(
+            "DELETE FROM processed_events WHERE processed_at < ?", (iso(before),)
+        )
+
     # -- conversation state ----------------------------------------------
     async def get_session(self, key: str) -> SessionState | None:
         row = await self.fetchone("SELECT state FROM sessions WHERE respondent_key = ?", (key,))
