@@ -166,11 +166,17 @@ class Questionnaire(_Model):
     def question(self, qid: str) -> Question | None:
         return self._by_id().get(qid)
 
+    def model_post_init(self, context: object, /) -> None:
+        self._index: dict[str, Question] | None = None
+
     def questions_for(self, group: str) -> list[Question]:
         return [q for q in self.questions if group in q.groups]
 
     def _by_id(self) -> dict[str, Question]:
-        return {q.id: q for q in self.questions}
+        """Built once: `/skor` looks questions up many times."""
+        if self._index is None or len(self._index) != len(self.questions):
+            self._index = {q.id: q for q in self.questions}
+        return self._index
 
 
 class Issue(BaseModel):

@@ -6,6 +6,7 @@ Figures are rounded only here, for display, with the locale's decimal mark.
 from __future__ import annotations
 
 import html
+from decimal import ROUND_DOWN, Decimal
 from dataclasses import dataclass
 
 from babel.numbers import format_decimal
@@ -19,8 +20,14 @@ BAND_ICON: dict[Band, str] = {"terjaga": "🟢", "waspada": "🟡", "riskan": "�
 
 
 def number(value: float, locale: str, digits: int = 2) -> str:
+    """Truncated, not rounded: 72.996 shows as 72,99 and stays below the 73 line,
+    as its band (decided on the unrounded value) says."""
+    exponent = Decimal(1).scaleb(-digits)
+    truncated = Decimal(repr(value)).quantize(exponent, rounding=ROUND_DOWN)
     pattern = "#,##0." + "0" * digits if digits else "#,##0"
-    return str(format_decimal(value, format=pattern, locale="id_ID" if locale == "id" else "en"))
+    return str(
+        format_decimal(truncated, format=pattern, locale="id_ID" if locale == "id" else "en")
+    )
 
 
 def band_label(band: Band, questionnaire: Questionnaire, locale: str) -> str:

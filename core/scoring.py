@@ -8,7 +8,7 @@ displayed is.
     respondent dimension  mean of the respondent's scored items in the dimension
     group dimension       mean of respondent dimension scores over completed responses
     group index           Σ w_d · group dimension / Σ w_d over dimensions with data
-    unit index            Σ v_g · group index / Σ v_g over groups with data
+    unit index            Σ v_g · group index / Σ v_g over groups with ≥ 5 respondents
     corrected index       max(0, unit index − faktor koreksi deduction)
 """
 
@@ -126,10 +126,13 @@ def respondent_dimension_scores(
 
 
 def weighted_mean(values: Mapping[str, float], weights: Mapping[str, float]) -> float | None:
-    total_weight = sum(weights[k] for k in values)
-    if not values or total_weight == 0:
+    """Weighted mean over the keys that have a weight; a code no longer in the
+    questionnaire (renamed mid-period) is ignored rather than crashing `/skor`."""
+    known = {k: v for k, v in values.items() if k in weights}
+    total_weight = sum(weights[k] for k in known)
+    if not known or total_weight == 0:
         return None
-    return sum(weights[k] * v for k, v in values.items()) / total_weight
+    return sum(weights[k] * v for k, v in known.items()) / total_weight
 
 
 def dimension_weights(questionnaire: Questionnaire) -> dict[str, float]:
@@ -173,12 +176,14 @@ def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitSc
         agg = aggregate.groups.get(group.code, GroupAggregate())
         index = group_index(questionnaire, agg)
         se = group_standard_error(agg)
-        if index is not None:
+        shown = agg.n >= K_ANONYMITY
+        # A group too small to show is also left out of the unit index: otherwise its
+        # hidden index could be recovered by subtraction from the shown figures.
+        if index is not None and shown:
             indices[group.code] = index
             errors[group.code] = se
-        if agg.n < group.min_sample:
-            missing[group.code] = group.min_sample - agg.n
-        shown = agg.n >= K_ANONYMITY
+        if agg.n < max(group.min_sample, K_ANONYMITY):
+            missing[group.code] = max(group.min_sample, K_ANONYMITY) - agg.n
         group_scores.append(
             GroupScore(
                 code=group.code,

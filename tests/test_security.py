@@ -98,7 +98,7 @@ def test_secrets_never_reach_the_log() -> None:
 
 
 def test_short_or_missing_secret_key_is_a_clear_error() -> None:
-    with pytest.raises(SettingsError, match="SPI_SECRET_KEY: .*at least 32"):
+    with pytest.raises(SettingsError, match=r"SPI_SECRET_KEY: .*at least 32"):
         load_settings(spi_secret_key="short")
     with pytest.raises(SettingsError, match="SPI_SECRET_KEY: required"):
         load_settings(spi_secret_key=None).secret_key()

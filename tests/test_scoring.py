@@ -1,0 +1,899 @@
+"""Every scoring formula on small hand-computed fixtures, and the aggregates against an audit.
+
+The expected numbers are worked out by hand in the comments (docs/scoring.md
+repeats the worked example); the audit recomputation at the end reads the raw
+``answers`` table and follows docs/scoring.md without calling core.scoring.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from core.aggregates import (
+    FLAG_SPEEDER,
+    FLAG_STRAIGHT,
+    add_correction,
+    apply_response,
+    flag_counts,
+    load_unit_aggregate,
+    record_completion,
+)
+from core.engine import Engine
+from core.questionnaire import Bands, Questionnaire, load_questionnaire
+from core.report import number
+from core.scoring import (
+    K_ANONYMITY,
+    Z_95,
+    GroupAggregate,
+    Tally,
+    UnitAggregate,
+    band_of,
+    group_index,
+    group_standard_error,
+    item_score,
+    respondent_dimension_scores,
+    respondent_index,
+    score_unit,
+)
+from core.storage import AnswerValue, Storage
+from core.units import UnitRegistry
+from tests.conftest import SECRET
+from tests.survey_driver import Clock, Respondent, answer_all, start_as
+
+TINY = """
+period = "2025"
+title = { id = "Survei uji", en = "Test survey" }
+intro = { id = "Pengantar", en = "Intro" }
+
+[scales]
+freq = [
+  { code = "never", text = { id = "Tidak pernah", en = "Never" }, score = 100 },
+  { code = "rare", text = { id = "Jarang", en = "Rarely" }, score = 75 },
+  { code = "some", text = { id = "Kadang", en = "Sometimes" }, score = 50 },
+  { code = "often", text = { id = "Sering", en = "Often" }, score = 25 },
+  { code = "always", text = { id = "Selalu", en = "Always" }, score = 0 },
+  { code = "tt", text = { id = "Tidak tahu", en = "Don't know" } },
+]
+
+[[groups]]
+code = "internal"
+title = { id = "Internal", en = "Internal" }
+description = { id = "Pegawai", en = "Staff" }
+weight = 0.35
+min_sample = 5
+target = 10
+
+[[groups]]
+code = "eksternal"
+title = { id = "Eksternal", en = "External" }
+description = { id = "Pengguna", en = "Users" }
+weight = 0.45
+min_sample = 5
+target = 10
+
+[[groups]]
+code = "eksper"
+title = { id = "Eksper", en = "Expert" }
+description = { id = "Ahli", en = "Experts" }
+weight = 0.20
+min_sample = 5
+target = 8
+
+[[dimensions]]
+code = "a"
+title = { id = "Transparansi", en = "Transparency" }
+groups = ["internal", "eksternal", "eksper"]
+
+[[dimensions]]
+code = "b"
+title = { id = "Integritas", en = "Integrity" }
+groups = ["internal", "eksternal", "eksper"]
+
+[[questions]]
+id = "q_role"
+type = "single"
+groups = ["internal", "eksternal", "eksper"]
+text = { id = "Peran?", en = "Role?" }
+options = [
+  { code = "staf", text = { id = "Staf", en = "Staff" } },
+  { code = "lain", text = { id = "Lain", en = "Other" } },
+]
+
+[[questions]]
+id = "q1"
+type = "single"
+scale = "freq"
+groups = ["internal", "eksternal", "eksper"]
+dimension = "a"
+text = { id = "Butir 1", en = "Item 1" }
+
+[[questions]]
+id = "q2"
+type = "single"
+scale = "freq"
+groups = ["internal", "eksternal", "eksper"]
+dimension = "a"
+text = { id = "Butir 2", en = "Item 2" }
+
+[[questions]]
+id = "q3"
+type = "single"
+scale = "freq"
+groups = ["internal", "eksternal", "eksper"]
+dimension = "b"
+text = { id = "Butir 3", en = "Item 3" }
+
+[[questions]]
+id = "q_gift"
+type = "yesno"
+groups = ["internal", "eksternal", "eksper"]
+dimension = "b"
+yes_score = 0
+no_score = 100
+text = { id = "Memberi hadiah?", en = "Gave a gift?" }
+
+[[questions]]
+id = "q_note"
+type = "text"
+groups = ["internal", "eksternal", "eksper"]
+optional = true
+text = { id = "Saran", en = "Suggestion" }
+"""
+
+SCORE_CODE = {100.0: "never", 75.0: "rare", 50.0: "some", 25.0: "often", 0.0: "always"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Questionnaire:
+    path = tmp_path_factory.mktemp("tiny") / "tiny.toml"
+    path.write_text(TINY, encoding="utf-8")
+    return load_questionnaire(path)
+
+
+def codes(*scores: float | None) -> dict[str, AnswerValue]:
+    """Answers to q1, q2, q3 given as scores; None means "tidak tahu"."""
+    return {
+        qid: ("tt" if s is None else SCORE_CODE[s])
+        for qid, s in zip(("q1", "q2", "q3"), scores, strict=True)
+    }
+
+
+def group_of(indices: list[float], dimensions: Mapping[str, tuple[int, float]]) -> GroupAggregate:
+    """A group's tallies from respondent indices and (n, total) per dimension."""
+    return GroupAggregate(
+        n=len(indices),
+        n_indexed=len(indices),
+        sum_index=sum(indices),
+        sumsq_index=sum(i * i for i in indices),
+        dimensions={d: Tally(n=n, total=t) for d, (n, t) in dimensions.items()},
+    )
+
+
+def single_dimension_group(indices: list[float]) -> GroupAggregate:
+    """Each respondent scores only dimension a, so group index = mean of their indices."""
+    return group_of(indices, {"a": (len(indices), sum(indices))})
+
+
+# -- item and respondent ------------------------------------------------------
+
+
+def test_item_score_excludes_tidak_tahu_unscored_and_unanswered(tiny: Questionnaire) -> None:
+    q1, gift, role, note = (tiny.question(i) for i in ("q1", "q_gift", "q_role", "q_note"))
+    assert q1 is not None and gift is not None and role is not None and note is not None
+    assert [item_score(q1, c) for c in ("never", "rare", "some", "often", "always")] == [
+        100,
+        75,
+        50,
+        25,
+        0,
+    ]
+    assert item_score(q1, "tt") is None  # "tidak tahu": no score, not zero
+    assert item_score(q1, None) is None  # skipped
+    assert item_score(q1, "unknown") is None
+    assert item_score(gift, "ya") == 0 and item_score(gift, "tidak") == 100
+    assert item_score(role, "staf") is None  # profile question, no dimension
+    assert item_score(note, "anything") is None
+
+
+def test_respondent_dimension_mean_leaves_tidak_tahu_out(tiny: Questionnaire) -> None:
+    # a: q1 = 100, q2 = tidak tahu → 100 (not (100 + 0) / 2 = 50)
+    # b: q3 = 25, q_gift = ya (0)  → (25 + 0) / 2 = 12.5
+    answers = {**codes(100, None, 25), "q_gift": "ya", "q_role": "staf", "q_note": "x"}
+    assert respondent_dimension_scores(tiny, "internal", answers) == {"a": 100.0, "b": 12.5}
+    # only "tidak tahu" in a dimension: the dimension is absent, not 0
+    assert respondent_dimension_scores(tiny, "internal", codes(None, None, 50)) == {"b": 50.0}
+    assert respondent_dimension_scores(tiny, "internal", codes(None, None, None)) == {}
+    assert respondent_index(tiny, {}) is None
+
+
+def test_respondent_index_uses_dimension_weights(tiny: Questionnaire) -> None:
+    q = tiny.model_copy(deep=True)
+    q.dimensions[1].weight = 3.0  # b counts three times as much as a
+    # (1 · 100 + 3 · 12.5) / (1 + 3) = 137.5 / 4 = 34.375
+    assert respondent_index(q, {"a": 100.0, "b": 12.5}) == 34.375
+    assert respondent_index(q, {"a": 100.0}) == 100.0  # renormalised over a alone
+
+
+# -- group --------------------------------------------------------------------
+
+
+def test_group_dimension_mean_and_index_with_unequal_weights(tiny: Questionnaire) -> None:
+    q = tiny.model_copy(deep=True)
+    q.dimensions[1].weight = 3.0
+    # a: respondents 100, 75, 50 → 225 / 3 = 75;  b: 50, 50 → 100 / 2 = 50
+    group = group_of([], {"a": (3, 225.0), "b": (2, 100.0)})
+    assert group.dimensions["a"].mean == 75.0 and group.dimensions["b"].mean == 50.0
+    # (1 · 75 + 3 · 50) / 4 = 225 / 4 = 56.25
+    assert group_index(q, group) == 56.25
+    # equal weights (the file's): (75 + 50) / 2
+    assert group_index(tiny, group) == 62.5
+    # a dimension without answers is left out and the weights renormalised
+    assert group_index(q, group_of([], {"a": (3, 225.0)})) == 75.0
+    assert group_index(q, GroupAggregate()) is None
+
+
+# -- unit ---------------------------------------------------------------------
+
+
+def test_unit_index_uses_group_weights_and_renormalises(tiny: Questionnaire) -> None:
+    full = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={
+            "internal": single_dimension_group([80.0] * 10),
+            "eksternal": single_dimension_group([70.0] * 10),
+            "eksper": single_dimension_group([60.0] * 5),
+        },
+    )
+    # 0.35 · 80 + 0.45 · 70 + 0.20 · 60 = 28 + 31.5 + 12 = 71.5
+    assert score_unit(tiny, full).index == pytest.approx(71.5, abs=1e-12)
+    # no expert data: (28 + 31.5) / (0.35 + 0.45) = 74.375
+    without = full.model_copy(deep=True)
+    del without.groups["eksper"]
+    assert score_unit(tiny, without).index == pytest.approx(74.375, abs=1e-12)
+    # a group row with n = 0 (everything removed) counts as no data
+    without.groups["eksper"] = GroupAggregate()
+    assert score_unit(tiny, without).index == pytest.approx(74.375, abs=1e-12)
+    # and so does a group under K = 5 respondents, however low its index
+    without.groups["eksper"] = single_dimension_group([0.0] * 4)
+    assert score_unit(tiny, without).index == pytest.approx(74.375, abs=1e-12)
+    assert score_unit(tiny, UnitAggregate(unit="u", period="2025")).index is None
+
+
+def test_correction_is_shown_before_and_after(tiny: Questionnaire) -> None:
+    aggregate = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={
+            "internal": single_dimension_group([80.0] * 10),
+            "eksternal": single_dimension_group([70.0] * 10),
+            "eksper": single_dimension_group([60.0] * 5),
+        },
+        deduction=5.0,
+        reasons=["pengarahan"],
+    )
+    score = score_unit(tiny, aggregate)
+    assert score.index == pytest.approx(71.5, abs=1e-12)  # before the correction
+    assert score.deduction == 5.0
+    assert score.corrected == pytest.approx(66.5, abs=1e-12)  # after
+    assert score.band == "riskan"  # the band follows the corrected index
+    aggregate.deduction = 80.0
+    assert score_unit(tiny, aggregate).corrected == 0.0  # never below zero
+
+
+@pytest.mark.parametrize(
+    ("index", "band"),
+    [
+        (0.0, "riskan"),
+        (72.99, "riskan"),
+        (72.999999, "riskan"),
+        (73.0, "waspada"),
+        (77.99, "waspada"),
+        (78.0, "terjaga"),
+        (100.0, "terjaga"),
+    ],
+)
+def test_band_edges(index: float, band: str) -> None:
+    assert band_of(index, Bands()) == band
+
+
+def test_bands_come_from_the_file(tiny: Questionnaire) -> None:
+    bands = Bands(terjaga_min=80.0, waspada_min=70.0)
+    assert band_of(79.99, bands) == "waspada" and band_of(69.99, bands) == "riskan"
+    aggregate = UnitAggregate(
+        unit="u", period="2025", groups={"internal": single_dimension_group([73.0] * 10)}
+    )
+    assert score_unit(tiny, aggregate).band == "waspada"  # exactly 73 through score_unit
+
+
+def test_provisional_and_missing_under_min_sample(tiny: Questionnaire) -> None:
+    aggregate = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={
+            "internal": single_dimension_group([80.0] * 5),
+            "eksternal": single_dimension_group([70.0] * 4),
+        },
+    )
+    score = score_unit(tiny, aggregate)
+    assert score.provisional is True
+    # missing = max(min_sample, K) − n: eksternal 5 − 4 = 1, eksper 5 − 0 = 5
+    assert score.missing == {"eksternal": 1, "eksper": 5}
+    assert [(g.code, g.n, g.min_sample, g.target) for g in score.groups] == [
+        ("internal", 5, 5, 10),
+        ("eksternal", 4, 5, 10),
+        ("eksper", 0, 5, 8),
+    ]
+    # eksternal (n = 4 < K) is left out of the unit index: internal alone, 80
+    assert score.index == 80.0
+    aggregate.groups["eksternal"] = single_dimension_group([70.0] * 5)
+    aggregate.groups["eksper"] = single_dimension_group([60.0] * 5)
+    final = score_unit(tiny, aggregate)
+    assert final.provisional is False and final.missing == {}
+    # 0.35 · 80 + 0.45 · 70 + 0.20 · 60 = 71.5: every group counts now
+    assert final.index == pytest.approx(71.5, abs=1e-12)
+
+
+def test_missing_counts_up_to_the_larger_of_min_sample_and_k(tiny: Questionnaire) -> None:
+    q = tiny.model_copy(deep=True)
+    minimum = {"internal": 10, "eksper": 3}
+    for group in q.groups:
+        group.min_sample = minimum.get(group.code, group.min_sample)
+    aggregate = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={
+            "internal": single_dimension_group([80.0] * 5),
+            "eksternal": single_dimension_group([70.0] * 5),
+            "eksper": single_dimension_group([60.0] * 3),
+        },
+    )
+    score = score_unit(q, aggregate)
+    # internal: 5 ≥ K but under its min_sample 10 → 10 − 5 = 5 more, still counted;
+    # eksper: its min_sample 3 is met but 3 < K → 5 − 3 = 2 more, and left out
+    assert score.provisional is True
+    assert score.missing == {"internal": 5, "eksper": 2}
+    # (0.35 · 80 + 0.45 · 70) / (0.35 + 0.45) = 59.5 / 0.8 = 74.375
+    assert score.index == pytest.approx(74.375, abs=1e-12)
+    by_code = {g.code: g for g in score.groups}
+    assert by_code["internal"].shown and by_code["internal"].index == 80.0
+    assert not by_code["eksper"].shown and by_code["eksper"].index is None
+
+
+# -- k-anonymity ----------------------------------------------------------------
+
+
+def test_k_anonymity_hides_small_groups_dimensions_and_items(tiny: Questionnaire) -> None:
+    assert K_ANONYMITY == 5
+    internal = single_dimension_group([80.0] * 5)
+    internal.dimensions["b"] = Tally(n=4, total=4 * 50.0)  # b answered by only 4
+    internal.items = {"q1": Tally(n=5, total=5 * 90.0), "q2": Tally(n=4, total=4 * 10.0)}
+    small = single_dimension_group([70.0] * 4)
+    aggregate = UnitAggregate(
+        unit="u", period="2025", groups={"internal": internal, "eksternal": small}
+    )
+    score = score_unit(tiny, aggregate)
+    by_code = {g.code: g for g in score.groups}
+    assert by_code["internal"].shown and by_code["internal"].index is not None
+    assert not by_code["eksternal"].shown
+    # the hidden eksternal (70) is not in the unit index either: internal's alone,
+    # (a 80 + b 50) / 2 = 65 (dimension b counts inside the group index whatever its n)
+    assert score.index == by_code["internal"].index == 65.0
+    assert by_code["eksternal"].index is None and by_code["eksternal"].ci is None
+    dimensions = {d.code: d for d in score.dimensions}
+    # a: internal (n = 5) only, the eksternal tally (n = 4) is left out
+    assert dimensions["a"].score == 80.0 and dimensions["a"].n == 5
+    # b: only a tally with n = 4, so no score at all
+    assert dimensions["b"].score is None and dimensions["b"].n == 0
+    assert [p.dimension for p in score.priorities] == ["a"]
+    assert score.priorities[0].weakest_items == [("q1", 90.0)]  # q2 (n = 4) left out
+    # the whole unit under K respondents is not shown
+    tiny_unit = UnitAggregate(unit="u", period="2025", groups={"eksternal": small})
+    assert score_unit(tiny, tiny_unit).shown is False
+    assert score.shown is True
+
+
+def test_hidden_group_cannot_be_recovered_from_shown_figures(tiny: Questionnaire) -> None:
+    lone_expert = 20.0  # one expert's respondent index
+    aggregate = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={
+            "internal": single_dimension_group([80.0] * 10),
+            "eksper": single_dimension_group([lone_expert]),
+        },
+    )
+    score = score_unit(tiny, aggregate)
+    internal = next(g for g in score.groups if g.code == "internal")
+    assert score.shown and score.index is not None and internal.index is not None
+    # unit = (0.35 · internal + 0.20 · eksper) / 0.55  ⇒  eksper = …
+    recovered = (score.index * 0.55 - 0.35 * internal.index) / 0.20
+    assert recovered != pytest.approx(lone_expert)
+    assert score.index == internal.index == 80.0  # the expert is simply not in it
+
+
+# -- confidence interval -----------------------------------------------------------
+
+
+def test_ci_of_one_group_by_hand(tiny: Questionnaire) -> None:
+    # respondent indices 60, 70, 75, 80, 90: mean 75,
+    # s² = (15² + 5² + 0² + 5² + 15²) / (5 − 1) = 500 / 4 = 125, SE = √(125 / 5) = 5
+    group = single_dimension_group([60.0, 70.0, 75.0, 80.0, 90.0])
+    se = 5.0
+    assert group_standard_error(group) == pytest.approx(se, rel=1e-12)
+    score = score_unit(
+        tiny.model_copy(deep=True),
+        UnitAggregate(unit="u", period="2025", groups={"internal": group}),
+    )
+    assert score.index == pytest.approx(75.0, abs=1e-12)
+    assert score.ci is not None
+    assert score.ci[0] == pytest.approx(75 - 1.959964 * se, abs=1e-5)
+    assert score.ci[1] == pytest.approx(75 + 1.959964 * se, abs=1e-5)
+    # 75 ± 1.959964 · 5 = 75 ± 9.79982
+    assert score.ci == pytest.approx((65.20018, 84.79982), abs=1e-5)
+    shown = next(g for g in score.groups if g.code == "internal")
+    # n = 5 ≥ K: the group line is shown with the same interval (one group, no deduction)
+    assert shown.shown and shown.ci == pytest.approx((65.20018, 84.79982), abs=1e-5)
+    hidden = single_dimension_group([60.0, 70.0, 80.0, 90.0])  # n = 4 < K
+    alone = UnitAggregate(unit="u", period="2025", groups={"internal": hidden})
+    line = next(g for g in score_unit(tiny, alone).groups if g.code == "internal")
+    assert group_standard_error(hidden) is not None
+    assert not line.shown and line.ci is None  # the group line is hidden, CI included
+
+
+def test_ci_combines_groups_with_squared_normalised_weights(tiny: Questionnaire) -> None:
+    # internal 60, 70, 75, 80, 90: mean 75, s² = 500 / 4 = 125, SE² = 125 / 5 = 25
+    # eksternal 70, 75, 80, 85, 90: mean 80,
+    #   s² = (10² + 5² + 0 + 5² + 10²) / 4 = 62.5, SE² = 62.5 / 5 = 12.5
+    # normalised weights 0.35 / 0.8 = 0.4375 and 0.45 / 0.8 = 0.5625
+    # index = 0.4375 · 75 + 0.5625 · 80 = 32.8125 + 45 = 77.8125
+    # SE² = 0.4375² · 25 + 0.5625² · 12.5 = 4.78515625 + 3.955078125 = 8.740234375
+    aggregate = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={
+            "internal": single_dimension_group([60.0, 70.0, 75.0, 80.0, 90.0]),
+            "eksternal": single_dimension_group([70.0, 75.0, 80.0, 85.0, 90.0]),
+        },
+        deduction=2.0,
+    )
+    score = score_unit(tiny, aggregate)
+    se = math.sqrt(8.740234375)
+    assert se == pytest.approx(2.956389, abs=1e-6)
+    assert score.index == pytest.approx(77.8125, abs=1e-12)
+    assert score.corrected == pytest.approx(75.8125, abs=1e-12)
+    assert score.ci == pytest.approx((75.8125 - Z_95 * se, 75.8125 + Z_95 * se), abs=1e-12)
+    # 75.8125 ± 1.959964 · 2.956389 = 75.8125 ± 5.794415
+    assert score.ci == pytest.approx((70.018085, 81.606915), abs=1e-6)
+
+
+def test_ci_needs_two_indexed_respondents_per_group_and_is_clipped(
+    tiny: Questionnaire,
+) -> None:
+    # eksternal: 5 respondents, but only one scored anything (four said "tidak tahu"
+    # throughout), so it counts in the index with no standard error
+    one_indexed = GroupAggregate(
+        n=5,
+        n_indexed=1,
+        sum_index=70.0,
+        sumsq_index=4900.0,
+        dimensions={"a": Tally(n=1, total=70.0)},
+    )
+    one = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={
+            "internal": single_dimension_group([60.0, 70.0, 75.0, 80.0, 90.0]),
+            "eksternal": one_indexed,
+        },
+    )
+    assert group_standard_error(one_indexed) is None
+    score = score_unit(tiny, one)
+    # (0.35 · 75 + 0.45 · 70) / 0.8 = (26.25 + 31.5) / 0.8 = 72.1875
+    assert score.index == pytest.approx(72.1875, abs=1e-12)
+    assert score.ci is None
+    # a single respondent in a group under K does not block the interval: the group is
+    # left out, and the interval is internal's alone, 75 ± 1.959964 · 5
+    one.groups["eksternal"] = single_dimension_group([70.0])
+    assert score_unit(tiny, one).ci == pytest.approx((65.20018, 84.79982), abs=1e-5)
+    # 100, 100, 100, 90, 90: mean 96, s² = (3 · 4² + 2 · 6²) / 4 = 30, SE = √(30 / 5) = √6
+    # 96 ± 1.959964 · 2.449490 = 96 ± 4.800912 → (91.199088, 100.800912), cut at 100
+    high = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={"internal": single_dimension_group([100.0, 100.0, 100.0, 90.0, 90.0])},
+    )
+    ci = score_unit(tiny, high).ci
+    assert ci is not None and ci[1] == 100.0
+    assert ci[0] == pytest.approx(91.199088, abs=1e-6)
+
+
+def test_no_rounding_of_intermediates(tiny: Questionnaire) -> None:
+    # dimension a means of thirds, six respondents each:
+    # internal 500 / 6 = 250 / 3, eksternal 400 / 6 = 200 / 3
+    aggregate = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={
+            "internal": group_of([250 / 3] * 6, {"a": (6, 500.0)}),
+            "eksternal": group_of([200 / 3] * 6, {"a": (6, 400.0)}),
+        },
+    )
+    exact = (0.35 * 250 / 3 + 0.45 * 200 / 3) / 0.8
+    rounded = (0.35 * 83.33 + 0.45 * 66.67) / 0.8  # what 2-decimal intermediates would give
+    score = score_unit(tiny, aggregate)
+    assert score.index == pytest.approx(exact, abs=1e-12)
+    assert abs(exact - rounded) > 1e-4
+    assert abs((score.index or 0.0) - rounded) > 1e-4
+
+
+# -- worked example of docs/scoring.md, through the production aggregates -------
+
+WORKED_EXAMPLE: list[tuple[str, tuple[float | None, float | None, float | None]]] = [
+    ("internal", (100, 75, 50)),  # a 87.5, b 50 → respondent index 68.75
+    ("internal", (75, None, 100)),  # a 75, b 100 → 87.5
+    ("internal", (50, 50, 75)),  # a 50, b 75 → 62.5
+    ("internal", (100, 100, 100)),  # 100
+    ("internal", (75, 50, 25)),  # a 62.5, b 25 → 43.75
+    ("eksternal", (100, 100, 75)),  # a 100, b 75 → 87.5
+    ("eksternal", (75, 50, None)),  # a 62.5, no b → 62.5
+    ("eksternal", (100, 75, 100)),  # a 87.5, b 100 → 93.75
+    ("eksternal", (50, 75, 75)),  # a 62.5, b 75 → 68.75
+    ("eksternal", (None, None, None)),  # nothing scored: counted in n, no index
+    ("eksper", (25, 25, 0)),  # a 25, b 0 → 12.5
+    ("eksper", (50, 25, 25)),  # a 37.5, b 25 → 31.25
+]
+
+
+async def complete(
+    storage: Storage,
+    questionnaire: Questionnaire,
+    unit: str,
+    group: str,
+    answers: Mapping[str, AnswerValue],
+    completed: dt.datetime,
+    seconds: float = 600.0,
+) -> int:
+    """A completed response through the production path (record_completion)."""
+    started = completed - dt.timedelta(seconds=seconds)
+    async with storage.transaction() as tx:
+        response_id = await tx.create_response(
+            uuid.uuid4().hex, questionnaire.period, group, unit, "test", started
+        )
+        for qid, value in answers.items():
+            await tx.put_answer(response_id, qid, value, started)
+        await tx.complete_response(response_id, completed)
+        await record_completion(tx, questionnaire, response_id, completed)
+    return response_id
+
+
+async def test_worked_example_of_the_docs(tiny: Questionnaire, storage: Storage) -> None:
+    moment = dt.datetime(2025, 6, 2, 1, 0, tzinfo=dt.UTC)
+    for i, (group, scores) in enumerate(WORKED_EXAMPLE):
+        await complete(
+            storage, tiny, "dinkes", group, codes(*scores), moment + dt.timedelta(hours=i)
+        )
+    async with storage.transaction() as tx:
+        await add_correction(tx, "2025", "dinkes", 5.0, "contoh", moment)
+        aggregate = await load_unit_aggregate(tx, "2025", "dinkes")
+        indices = [
+            r["respondent_index"]
+            for r in await tx.fetchall("SELECT respondent_index FROM responses ORDER BY id")
+        ]
+    assert indices == [
+        *(68.75, 87.5, 62.5, 100, 43.75),
+        *(87.5, 62.5, 93.75, 68.75, None),
+        *(12.5, 31.25),
+    ]
+    score = score_unit(tiny, aggregate)
+    assert score.shown and score.n == 12
+    internal, eksternal = aggregate.groups["internal"], aggregate.groups["eksternal"]
+    eksper = aggregate.groups["eksper"]
+    # group dimension means
+    assert internal.dimensions["a"].mean == 75.0  # (87.5 + 75 + 50 + 100 + 62.5) / 5
+    assert internal.dimensions["b"].mean == 70.0  # (50 + 100 + 75 + 100 + 25) / 5
+    assert eksternal.dimensions["a"].mean == 78.125  # (100 + 62.5 + 87.5 + 62.5) / 4
+    assert eksternal.dimensions["b"].mean == pytest.approx(250 / 3)  # (75 + 100 + 75) / 3
+    # group indices (equal dimension weights)
+    assert group_index(tiny, internal) == 72.5
+    assert group_index(tiny, eksternal) == pytest.approx(80.729166667, abs=1e-9)
+    assert (eksternal.n, eksternal.n_indexed) == (5, 4)
+    # experts: a (25 + 37.5) / 2 = 31.25, b (0 + 25) / 2 = 12.5, G = 21.875; n = 2 < 5
+    assert (eksper.dimensions["a"].mean, eksper.dimensions["b"].mean) == (31.25, 12.5)
+    assert group_index(tiny, eksper) == 21.875 and eksper.n == 2
+    # unit index without the experts: (0.35 · 72.5 + 0.45 · 80.7291…) / 0.80, correction −5
+    # (with them it would be 25.375 + 36.328125 + 0.20 · 21.875 = 66.078125)
+    assert score.index == pytest.approx(77.12890625, abs=1e-9)
+    assert score.corrected == pytest.approx(72.12890625, abs=1e-9)
+    assert (band_of(score.index or 0.0, tiny.bands), score.band) == ("waspada", "riskan")
+    assert number(score.corrected or 0.0, "id") == "72,12"  # truncated, not 72,13
+    # CI: s² 480.46875 (internal, n 5) and 221.3541… (eksternal, n 4); experts left out
+    se = math.sqrt(0.4375**2 * 480.46875 / 5 + 0.5625**2 * (664.0625 / 3) / 4)
+    assert se == pytest.approx(5.991862, abs=1e-6)
+    assert score.ci == pytest.approx((60.385073, 83.872739), abs=1e-6)
+    assert score.provisional and score.missing == {"eksper": 3}  # 5 − 2
+    assert [g.index for g in score.groups] == [72.5, pytest.approx(80.729166667), None]
+    assert [g.shown for g in score.groups] == [True, True, False]
+
+
+# -- the aggregates against an independent audit of the answers table --------------
+
+AUDIT_K = 5  # docs/scoring.md section 6: a group under 5 respondents is not in U
+
+
+@dataclass
+class Audit:
+    """Figures recomputed the auditor's way (docs/scoring.md), without core.scoring."""
+
+    n: dict[str, int] = field(default_factory=dict)
+    dimension_means: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    group_indices: dict[str, float] = field(default_factory=dict)
+    index: float | None = None
+    corrected: float | None = None
+    ci: tuple[float, float] | None = None
+
+
+def audit(
+    items: Iterable[tuple[int, str, str | None, float | None]],
+    counted_responses: Mapping[int, str],
+    dimension_weights: Mapping[str, float],
+    group_weights: Mapping[str, float],
+    deduction: float,
+) -> Audit:
+    """From (response, group, dimension, item score) rows of counted responses.
+
+    Every group with data gets a group index (the export shows them all), but only
+    groups with at least AUDIT_K counted responses enter the unit index and interval.
+    """
+    per_response: dict[int, dict[str, list[float]]] = {r: {} for r in counted_responses}
+    for response_id, _group, dimension, score in items:
+        if response_id in per_response and dimension and score is not None:
+            per_response[response_id].setdefault(dimension, []).append(score)
+    result = Audit()
+    variances: dict[str, float | None] = {}
+    for group in group_weights:
+        members = [r for r, g in counted_responses.items() if g == group]
+        result.n[group] = len(members)
+        dims: dict[str, list[float]] = {}
+        indices = []
+        for response_id in members:
+            means = {d: sum(s) / len(s) for d, s in per_response[response_id].items()}
+            for dimension, mean in means.items():
+                dims.setdefault(dimension, []).append(mean)
+            if means:
+                weight = sum(dimension_weights[d] for d in means)
+                indices.append(sum(dimension_weights[d] * m for d, m in means.items()) / weight)
+        if not dims:
+            continue
+        group_means = {d: sum(v) / len(v) for d, v in dims.items()}
+        for dimension, values in dims.items():
+            result.dimension_means[(group, dimension)] = (len(values), group_means[dimension])
+        weight = sum(dimension_weights[d] for d in group_means)
+        result.group_indices[group] = (
+            sum(dimension_weights[d] * m for d, m in group_means.items()) / weight
+        )
+        if len(indices) >= 2:
+            mean = sum(indices) / len(indices)
+            s2 = sum((i - mean) ** 2 for i in indices) / (len(indices) - 1)
+            variances[group] = s2 / len(indices)
+        else:
+            variances[group] = None
+    counted_groups = {g: i for g, i in result.group_indices.items() if result.n[g] >= AUDIT_K}
+    if counted_groups:
+        total = sum(group_weights[g] for g in counted_groups)
+        result.index = sum(group_weights[g] * i for g, i in counted_groups.items()) / total
+        result.corrected = max(0.0, result.index - deduction)
+        if all(variances[g] is not None for g in counted_groups):
+            se = math.sqrt(
+                sum((group_weights[g] / total) ** 2 * (variances[g] or 0.0) for g in counted_groups)
+            )
+            result.ci = (
+                max(0.0, result.corrected - 1.959964 * se),
+                min(100.0, result.corrected + 1.959964 * se),
+            )
+    return result
+
+
+def audit_database(db_path: Path, questionnaire: Questionnaire, unit: str) -> Audit:
+    """Read raw rows with plain sqlite3 and score them from the questionnaire file alone."""
+    questions = {q.id: q for q in questionnaire.questions}
+    with closing(sqlite3.connect(db_path)) as db:
+        counted = {
+            int(r[0]): str(r[1])
+            for r in db.execute(
+                "SELECT id, group_code FROM responses WHERE period = ? AND unit_code = ? AND "
+                "status = 'completed' AND counted = 1",
+                (questionnaire.period, unit),
+            )
+        }
+        raw = list(db.execute("SELECT response_id, question_id, value FROM answers"))
+        deduction = db.execute(
+            "SELECT COALESCE(SUM(deduction), 0) FROM corrections WHERE period = ? AND "
+            "unit_code = ?",
+            (questionnaire.period, unit),
+        ).fetchone()[0]
+    items = []
+    for response_id, qid, value in raw:
+        question = questions.get(qid)
+        code = json.loads(value)
+        if question is None or question.dimension is None or not isinstance(code, str):
+            continue
+        scores = {o.code: o.score for o in question.options}
+        items.append(
+            (int(response_id), counted.get(response_id, ""), question.dimension, scores.get(code))
+        )
+    return audit(
+        items,
+        counted,
+        {d.code: d.weight for d in questionnaire.dimensions},
+        {g.code: g.weight for g in questionnaire.groups},
+        float(deduction),
+    )
+
+
+def assert_matches(aggregate: UnitAggregate, questionnaire: Questionnaire, expected: Audit) -> None:
+    score = score_unit(questionnaire, aggregate)
+    for group in questionnaire.groups:
+        got = aggregate.groups.get(group.code, GroupAggregate())
+        assert got.n == expected.n[group.code], group.code
+        got_index = group_index(questionnaire, got)
+        assert got_index == pytest.approx(expected.group_indices.get(group.code), abs=1e-9)
+        for dimension, tally in got.dimensions.items():
+            n, mean = expected.dimension_means[(group.code, dimension)]
+            assert (tally.n, tally.mean) == (n, pytest.approx(mean, abs=1e-9))
+    assert {(g, d) for g, a in aggregate.groups.items() for d in a.dimensions} == set(
+        expected.dimension_means
+    )
+    assert score.index == pytest.approx(expected.index, abs=1e-9)
+    assert score.corrected == pytest.approx(expected.corrected, abs=1e-9)
+    if expected.ci is None:
+        assert score.ci is None
+    else:
+        assert score.ci == pytest.approx(expected.ci, abs=1e-4)  # Z rounded to 1.959964
+
+
+EKSTERNAL = ("Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"])
+INTERNAL = ("Pegawai unit", ["Ya, ASN", "Lebih dari 2 tahun"])
+EKSPER = ("Ahli", ["Kejaksaan", "Ya"])
+LABELS = ["Tidak pernah", "Jarang", "Kadang", "Sering", "Sangat sering", "Tidak tahu"]
+
+
+async def answer_varied(r: Respondent, labels: list[str], shift: int) -> None:
+    """Answer every question, cycling through option labels so answers differ."""
+    turn = shift
+    while r.screen is not None and "Pertanyaan" in r.text:
+        choices = r.labels()
+        wanted = labels[turn % len(labels)]
+        turn += 1
+        if any("Selesai" in label for label in choices):
+            await r.press_nth(0)
+            await r.press("Selesai")
+        elif any(wanted in label for label in choices):
+            await r.press(wanted)
+        elif "angka" in r.text:
+            await r.type("2")
+        elif any("Lewati" in label for label in choices):
+            await r.press("Lewati")
+        else:
+            await r.press_nth(turn % 2)
+        assert turn - shift < 100, "survey does not end"
+
+
+async def take_survey(
+    engine: Engine,
+    clock: Clock,
+    user: str,
+    who: tuple[str, list[str]],
+    shift: int | None,
+    seconds: float = 300.0,
+) -> None:
+    """One respondent at Dinas Kesehatan; shift None answers the first option throughout."""
+    r = Respondent(engine, user_id=user)
+    await start_as(r, who[0], who[1], "kesehatan")
+    clock.advance(seconds=seconds)
+    if shift is None:
+        await answer_all(r)  # the first option throughout: a straight line
+    else:
+        await answer_varied(r, LABELS, shift)
+    await r.press("Kirim")
+    assert "Terima kasih" in r.text
+    clock.advance(minutes=30)  # no burst of completions
+
+
+async def test_aggregates_equal_an_audit_of_the_answers(
+    engine: Engine, clock: Clock, storage: Storage, db_path: Path, questionnaire: Questionnaire
+) -> None:
+    for i in range(6):
+        await take_survey(engine, clock, f"ex{i}", EKSTERNAL, shift=i)
+    for i in range(5):
+        await take_survey(engine, clock, f"in{i}", INTERNAL, shift=2 * i + 1)
+    for i in range(2):
+        await take_survey(engine, clock, f"ek{i}", EKSPER, shift=i + 3)
+    async with storage.transaction() as tx:
+        await add_correction(tx, questionnaire.period, "dinkes", 1.5, "pengarahan", clock.now)
+        aggregate = await load_unit_aggregate(tx, questionnaire.period, "dinkes")
+        flags = await flag_counts(tx, questionnaire.period, "dinkes")
+    assert flags == {}
+    expected = audit_database(db_path, questionnaire, "dinkes")
+    assert expected.n == {"internal": 5, "eksternal": 6, "eksper": 2}
+    assert expected.ci is not None and expected.index is not None
+    # internal and eksternal (≥ 5) make the unit index; the two experts do not
+    counted = expected.group_indices
+    assert set(counted) == {"internal", "eksternal", "eksper"}
+    assert expected.index == pytest.approx(
+        (0.35 * counted["internal"] + 0.45 * counted["eksternal"]) / 0.8, abs=1e-9
+    )
+    assert_matches(aggregate, questionnaire, expected)
+    # the answers really vary, "tidak tahu" included
+    with closing(sqlite3.connect(db_path)) as db:
+        values = {v for (v,) in db.execute("SELECT value FROM answers")}
+    assert {'"tt"', '"jarang"', '"sering"', '"tidak_pernah"'} <= values
+
+
+async def test_flags_and_exclusion_remove_exactly_one_contribution(
+    questionnaire: Questionnaire, units: UnitRegistry, storage: Storage, db_path: Path, clock: Clock
+) -> None:
+    strict = questionnaire.model_copy(deep=True)
+    strict.quality.exclude_flagged = True
+    engine = Engine(strict, units, storage, SECRET, clock=clock)
+    for i in range(6):  # one more than K, so that one can be flagged off below
+        await take_survey(engine, clock, f"ex{i}", EKSTERNAL, shift=i)
+    await take_survey(
+        engine, clock, "fast", EKSTERNAL, shift=2, seconds=strict.quality.min_seconds - 1
+    )
+    await take_survey(engine, clock, "same", EKSTERNAL, shift=None)
+    with closing(sqlite3.connect(db_path)) as db:
+        rows = list(
+            db.execute("SELECT id, flags, counted, duration_seconds FROM responses ORDER BY id")
+        )
+    assert [(flags, counted) for _, flags, counted, _ in rows] == [("", 1)] * 6 + [
+        (FLAG_SPEEDER, 0),
+        (FLAG_STRAIGHT, 0),
+    ]
+    assert rows[6][3] == strict.quality.min_seconds - 1
+    async with storage.transaction() as tx:
+        assert await flag_counts(tx, strict.period, "dinkes") == {FLAG_SPEEDER: 1, FLAG_STRAIGHT: 1}
+        before = await load_unit_aggregate(tx, strict.period, "dinkes")
+    assert before.groups["eksternal"].n == 6
+    assert_matches(before, strict, audit_database(db_path, strict, "dinkes"))
+
+    # flag one more response: exactly its contribution goes, nothing else
+    target = rows[2][0]
+    async with storage.transaction() as tx:
+        dimension_scores = dict(
+            (r["dimension"], r["score"])
+            for r in await tx.fetchall(
+                "SELECT dimension, score FROM response_scores WHERE response_id = ?", (target,)
+            )
+        )
+        await apply_response(tx, strict, target, -1)
+        await apply_response(tx, strict, target, -1)  # idempotent
+        after = await load_unit_aggregate(tx, strict.period, "dinkes")
+    old, new = before.groups["eksternal"], after.groups["eksternal"]
+    assert (old.n - new.n, old.n_indexed - new.n_indexed) == (1, 1)
+    assert score_unit(strict, after).index is not None  # 5 left: still in the unit index
+    for dimension, tally in old.dimensions.items():
+        removed = new.dimensions.get(dimension, Tally())
+        took = dimension_scores.get(dimension)
+        assert tally.n - removed.n == (1 if took is not None else 0)
+        assert tally.total - removed.total == pytest.approx(took or 0.0, abs=1e-9)
+    assert_matches(after, strict, audit_database(db_path, strict, "dinkes"))
+
+    async with storage.transaction() as tx:
+        await apply_response(tx, strict, target, +1)
+        restored = await load_unit_aggregate(tx, strict.period, "dinkes")
+    assert restored.groups["eksternal"].n == old.n
+    for dimension, tally in old.dimensions.items():
+        back = restored.groups["eksternal"].dimensions[dimension]
+        assert (back.n, back.total) == (tally.n, pytest.approx(tally.total, abs=1e-9))
+    assert_matches(restored, strict, audit_database(db_path, strict, "dinkes"))
