@@ -34,9 +34,9 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
 from bot.app import CONNECTION_POOL_SIZE
+from bot.http import AiohttpRequest
 from bot.processor import PerUserUpdateProcessor
 
 BODY = (
@@ -92,15 +92,13 @@ async def on_press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 def build(token: str, base_url: str, sequential: bool) -> Application:  # type: ignore[type-arg]
     """Same HTTP client settings as ``bot/app.py``; the processor is the only choice."""
-    request = HTTPXRequest(
-        connection_pool_size=CONNECTION_POOL_SIZE, pool_timeout=10.0, read_timeout=15.0
-    )
+    request = AiohttpRequest(connection_limit=CONNECTION_POOL_SIZE)
     builder = (
         Application.builder()
         .token(token)
         .base_url(base_url)
         .request(request)
-        .get_updates_request(HTTPXRequest(connection_pool_size=2, read_timeout=40.0))
+        .get_updates_request(AiohttpRequest(connection_limit=2, read_timeout=40.0))
     )
     builder = builder.concurrent_updates(False if sequential else PerUserUpdateProcessor())
     application = builder.build()

@@ -6,11 +6,11 @@ import logging
 
 from telegram import BotCommand, Update
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
-from telegram.request import HTTPXRequest
 
 from bot.admin_handlers import add_admin_handlers
 from bot.flood import FloodGuard
 from bot.handlers import add_survey_handlers
+from bot.http import AiohttpRequest
 from bot.processor import PerUserUpdateProcessor
 from bot.services import Services
 from core.i18n import N_, gettext_for
@@ -18,7 +18,7 @@ from core.i18n import N_, gettext_for
 log = logging.getLogger(__name__)
 
 # Many respondents press buttons at once; PTB's default pool of 1 connection
-# would serialise every Bot API call behind a single socket.
+# would serialise every Bot API call behind a single socket (see bot/http.py).
 CONNECTION_POOL_SIZE = 256
 
 MENU = (
@@ -52,15 +52,13 @@ def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
     settings = svc.settings
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
-    request = HTTPXRequest(
-        connection_pool_size=CONNECTION_POOL_SIZE, pool_timeout=10.0, read_timeout=15.0
-    )
+    request = AiohttpRequest(connection_limit=CONNECTION_POOL_SIZE)
     builder: ApplicationBuilder = (  # type: ignore[type-arg]
         Application.builder()
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_base_url)
         .request(request)
-        .get_updates_request(HTTPXRequest(connection_pool_size=2, read_timeout=40.0))
+        .get_updates_request(AiohttpRequest(connection_limit=2, read_timeout=40.0))
         .concurrent_updates(PerUserUpdateProcessor())
         .post_init(register_commands)
     )

@@ -97,23 +97,23 @@ class Transaction:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
 
+    # Each helper is a single hand-off to the connection's thread: under load the
+    # storage lock is held for these hops, so fewer hops mean more answers per second.
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self.db.execute(sql, params) as cur:
-            row: sqlite3.Row | None = await cur.fetchone()
-            return row
+        rows = await self.db.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self.db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self.db.execute_fetchall(sql, params))
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self.db.execute(sql, params) as cur:
-            return cur.rowcount
+        cursor = await self.db.execute(sql, params)
+        return cursor.rowcount
 
     async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self.db.execute(sql, params) as cur:
-            assert cur.lastrowid is not None
-            return cur.lastrowid
+        cursor = await self.db.execute(sql, params)
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
     # -- idempotency -----------------------------------------------------
     async def claim_event(self, event_id: str, now: dt.datetime) -> bool:
