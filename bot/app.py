@@ -8,6 +8,7 @@ from telegram import BotCommand, Update
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
 
 from bot.admin_handlers import add_admin_handlers
+from bot.broadcast_handlers import add_broadcast_handlers, start_reminders
 from bot.flood import FloodGuard
 from bot.handlers import add_survey_handlers
 from bot.http import AiohttpRequest
@@ -48,6 +49,12 @@ async def register_commands(application: Application) -> None:  # type: ignore[t
     await bot.set_my_commands(menu_for("en"), language_code="en")
 
 
+async def on_startup(application: Application) -> None:  # type: ignore[type-arg]
+    """Commands menu, then reminders and any broadcast a restart interrupted."""
+    await register_commands(application)
+    await start_reminders(application)
+
+
 def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
     settings = svc.settings
     if settings.telegram_bot_token is None:
@@ -60,11 +67,13 @@ def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
         .request(request)
         .get_updates_request(AiohttpRequest(connection_limit=2, read_timeout=40.0))
         .concurrent_updates(PerUserUpdateProcessor())
-        .post_init(register_commands)
+        .post_init(on_startup)
     )
     application = builder.build()
     application.bot_data["services"] = svc
     application.add_handler(TypeHandler(Update, FloodGuard(settings.incoming_per_minute)), group=-1)
-    add_admin_handlers(application)  # before the survey's catch-all button handler
+    # Both before the survey's catch-all button handler: in a group the first match wins.
+    add_admin_handlers(application)
+    add_broadcast_handlers(application)
     add_survey_handlers(application)
     return application

@@ -277,7 +277,7 @@ class Engine:
                     "username or Telegram ID with your answers: they are saved under a "
                     "pseudonym. Results are only reported for groups of at least 5 people."
                 ),
-                turn._("It takes about 10 minutes. Do you agree to take part?"),
+                turn._("Do you agree to take part?"),
             ]
         )
         seq = turn.state.seq

@@ -124,4 +124,45 @@ CREATE TABLE invites (
 )
 """
 
-MIGRATIONS: list[str] = [V1_CONVERSATION, V2_SCORING_AND_ACCESS]
+# Broadcasts and their per-recipient delivery rows (no respondent pseudonym). Erasing a
+# contact (/hapus_data) also forgets its delivery rows, sent or pending. The statement
+# splitter cuts at ";" + newline, so the trigger body keeps its ";" on the END line.
+V3_BROADCASTS = """
+CREATE TABLE broadcasts (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('manual', 'reminder')),
+    key TEXT UNIQUE,
+    message_key TEXT,
+    audience TEXT NOT NULL CHECK (audience IN ('all', 'not_completed', 'started')),
+    texts TEXT NOT NULL,
+    button TEXT,
+    status TEXT NOT NULL CHECK (status IN ('draft', 'sending', 'done', 'cancelled')),
+    created_at TEXT NOT NULL,
+    created_by INTEGER,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE INDEX broadcasts_by_status ON broadcasts (status);
+CREATE TABLE deliveries (
+    broadcast_id INTEGER NOT NULL REFERENCES broadcasts (id) ON DELETE CASCADE,
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    locale TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN
+        ('pending', 'sending', 'sent', 'blocked', 'failed', 'unknown', 'skipped')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before TEXT,
+    updated_at TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (broadcast_id, channel, address)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_queue ON deliveries (status, channel, broadcast_id);
+CREATE INDEX deliveries_by_broadcast ON deliveries (broadcast_id, status);
+CREATE INDEX deliveries_by_address ON deliveries (channel, address);
+CREATE INDEX deliveries_sent_at ON deliveries (updated_at) WHERE status = 'sent';
+CREATE TRIGGER contacts_erased_forget_deliveries AFTER DELETE ON contacts
+BEGIN
+    DELETE FROM deliveries WHERE channel = OLD.channel AND address = OLD.address; END
+"""
+
+MIGRATIONS: list[str] = [V1_CONVERSATION, V2_SCORING_AND_ACCESS, V3_BROADCASTS]
