@@ -165,4 +165,10 @@ BEGIN
     DELETE FROM deliveries WHERE channel = OLD.channel AND address = OLD.address; END
 """
 
-MIGRATIONS: list[str] = [V1_CONVERSATION, V2_SCORING_AND_ACCESS, V3_BROADCASTS]
+# Flag counts for /skor and /rekap read only flagged responses, whatever the sample size.
+V4_FLAGGED_INDEX = """
+CREATE INDEX responses_flagged ON responses (period, unit_code)
+    WHERE status = 'completed' AND flags != ''
+"""
+
+MIGRATIONS: list[str] = [V1_CONVERSATION, V2_SCORING_AND_ACCESS, V3_BROADCASTS, V4_FLAGGED_INDEX]
