@@ -34,6 +34,7 @@ from tests.test_fuzz import (
     ErrorCounter,
     updates,
     victim_answers,
+    victim_mid_survey,
 )
 
 
@@ -51,17 +52,7 @@ def main() -> int:
         bot.start()
         victim = TelegramUser(bot.api, VICTIM)
 
-        async def victim_mid_survey() -> None:
-            await victim.send("/start", expect="sukarela")
-            await victim.press("setuju")
-            await victim.press("Pengguna layanan")
-            await victim.press("Ya, pernah")
-            await victim.press("Saya urus sendiri", expect="Unit mana")
-            await victim.send("kesehatan", expect="cocok")
-            await victim.press("Dinas Kesehatan", expect="Pertanyaan 1")
-            await victim.press("Warga", expect="Pertanyaan 2")
-
-        bot.run(victim_mid_survey())
+        bot.run(victim_mid_survey(victim))
         before = victim_answers(bot.db_path)
         sent = 0
         probe_ms: list[float] = []

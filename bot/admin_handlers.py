@@ -56,6 +56,17 @@ async def _refuse(update: Update, locale: str) -> None:
     )
 
 
+async def _admin_only(
+    update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[Services, str] | None:
+    """Services and locale for an admin; a refusal (and None) for anyone else."""
+    svc, role, locale = await _context(update, context)
+    if not role.admin:
+        await _refuse(update, locale)
+        return None
+    return svc, locale
+
+
 async def unit_report(tx: Transaction, svc: Services, unit: Unit, admin: bool) -> UnitReport:
     period = svc.questionnaire.period
     aggregate = await load_unit_aggregate(tx, period, unit.code)
@@ -126,10 +137,10 @@ def _ranking_markup(page: int, pages: int, locale: str) -> InlineKeyboardMarkup 
 
 
 async def peringkat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    svc, role, locale = await _context(update, context)
-    if not role.admin:
-        await _refuse(update, locale)
+    admin = await _admin_only(update, context)
+    if admin is None:
         return
+    svc, locale = admin
     page = int(context.args[0]) - 1 if context.args and context.args[0].isdigit() else 0
     reports = await _all_reports(svc)
     pages = max(1, -(-len(reports) // RANKING_PAGE))
@@ -142,10 +153,10 @@ async def peringkat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def rekap(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    svc, role, locale = await _context(update, context)
-    if not role.admin:
-        await _refuse(update, locale)
+    admin = await _admin_only(update, context)
+    if admin is None:
         return
+    svc, locale = admin
     reports = await _all_reports(svc)
     async with svc.storage.transaction() as tx:
         flags = await flag_counts(tx, svc.questionnaire.period, None)
@@ -156,11 +167,11 @@ async def rekap(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def undang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Create a single-use, expiring invite code binding one official to a unit."""
-    svc, role, locale = await _context(update, context)
-    tr = gettext_for(locale)
-    if not role.admin:
-        await _refuse(update, locale)
+    admin = await _admin_only(update, context)
+    if admin is None:
         return
+    svc, locale = admin
+    tr = gettext_for(locale)
     unit = svc.units.resolve(" ".join(context.args or []))
     if unit is None:
         await _reply(update, tr.gettext("Usage: /undang <unit code or name>, e.g. /undang dinkes"))
@@ -210,11 +221,11 @@ async def daftar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def pejabat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    svc, role, locale = await _context(update, context)
-    tr = gettext_for(locale)
-    if not role.admin:
-        await _refuse(update, locale)
+    admin = await _admin_only(update, context)
+    if admin is None:
         return
+    svc, locale = admin
+    tr = gettext_for(locale)
     async with svc.storage.transaction() as tx:
         officials = await list_officials(tx)
     if not officials:
@@ -241,11 +252,11 @@ async def pejabat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def koreksi(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Record a faktor koreksi deduction: /koreksi <unit> <points> <reason>."""
-    svc, role, locale = await _context(update, context)
-    tr = gettext_for(locale)
-    if not role.admin:
-        await _refuse(update, locale)
+    admin = await _admin_only(update, context)
+    if admin is None:
         return
+    svc, locale = admin
+    tr = gettext_for(locale)
     args = context.args or []
     unit = svc.units.resolve(args[0]) if args else None
     try:
@@ -273,11 +284,11 @@ async def koreksi(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def tambah_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    svc, role, locale = await _context(update, context)
-    tr = gettext_for(locale)
-    if not role.admin:
-        await _refuse(update, locale)
+    admin = await _admin_only(update, context)
+    if admin is None:
         return
+    svc, locale = admin
+    tr = gettext_for(locale)
     args = context.args or []
     if len(args) != 1 or not args[0].isdigit():
         await _reply(update, tr.gettext("Usage: /tambah_admin <Telegram user id>"))
@@ -293,10 +304,10 @@ async def tambah_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 async def ekspor(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The workbook inspectorate staff open in Excel: scores and pseudonymous answers."""
-    svc, role, locale = await _context(update, context)
-    if not role.admin:
-        await _refuse(update, locale)
+    admin = await _admin_only(update, context)
+    if admin is None:
         return
+    svc, locale = admin
     from core.export import export_rows, write_xlsx
 
     async with svc.storage.transaction() as tx:

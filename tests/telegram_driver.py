@@ -122,3 +122,16 @@ class TelegramUser:
             answered += 1
             assert answered < 100
         return answered
+
+
+async def start_as_service_user(
+    user: TelegramUser, unit_query: str = "kesehatan", unit_label: str = "Dinas Kesehatan"
+) -> None:
+    """From /start to the first question, as an eligible service user of one unit."""
+    await user.send("/start", expect="sukarela")
+    await user.press("setuju", expect="kelompok")
+    await user.press("Pengguna layanan", expect="12 bulan")
+    await user.press("Ya, pernah")
+    await user.press("Saya urus sendiri", expect="Unit mana")
+    await user.send(unit_query, expect="cocok")
+    await user.press(unit_label, expect="Pertanyaan 1 dari")

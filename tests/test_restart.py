@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.bot_process import start_bot
 from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import TelegramUser
+from tests.telegram_driver import TelegramUser, start_as_service_user
 
 USER = 66602345
 
@@ -27,13 +27,8 @@ async def test_killed_bot_resumes_where_the_respondent_was(tmp_path: Path) -> No
         try:
             await wait_until_polling(api)
             user = TelegramUser(api, USER)
-            await user.send("/start", expect="sukarela", timeout=15)
-            await user.press("setuju")
-            await user.press("Pengguna layanan")
-            await user.press("Ya, pernah")
-            await user.press("Saya urus sendiri")
-            await user.send("tembalang", expect="cocok")
-            await user.press("Kecamatan Tembalang", expect="Pertanyaan 1 dari")
+            await user.send("/bantuan", expect="/lanjut", timeout=15)  # the bot is up
+            await start_as_service_user(user, "tembalang", "Kecamatan Tembalang")
             await user.press("Warga", expect="Pertanyaan 2 dari")
             await user.send("4", expect="Pertanyaan 3 dari")
             await user.press("Sangat jelas", expect="Pertanyaan 4 dari")

@@ -12,7 +12,12 @@ import openpyxl
 import pytest
 
 from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import TelegramUser, running_bot, settings_for
+from tests.telegram_driver import (
+    TelegramUser,
+    running_bot,
+    settings_for,
+    start_as_service_user,
+)
 
 ADMIN = 900001
 OFFICIAL = 900002
@@ -26,13 +31,7 @@ async def api() -> AsyncIterator[FakeBotApi]:
 
 
 async def complete_survey(user: TelegramUser, unit_query: str, unit_label: str) -> None:
-    await user.send("/start", expect="sukarela")
-    await user.press("setuju")
-    await user.press("Pengguna layanan")
-    await user.press("Ya, pernah")
-    await user.press("Saya urus sendiri", expect="Unit mana")
-    await user.send(unit_query, expect="cocok")
-    await user.press(unit_label, expect="Pertanyaan 1 dari")
+    await start_as_service_user(user, unit_query, unit_label)
     await user.answer_all()
     await user.press("Kirim", expect="Terima kasih")
 

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import TelegramUser, running_bot, settings_for
+from tests.telegram_driver import (
+    TelegramUser,
+    running_bot,
+    settings_for,
+    start_as_service_user,
+)
 
 USER = 55501234
 
@@ -25,21 +30,11 @@ def table_rows(db_path: Path, table: str) -> list[tuple[object, ...]]:
         return list(db.execute(f"SELECT * FROM {table}"))
 
 
-async def start_survey(user: TelegramUser) -> None:
-    await user.send("/start", expect="sukarela")
-    await user.press("setuju", expect="kelompok")
-    await user.press("Pengguna layanan", expect="12 bulan")
-    await user.press("Ya, pernah")
-    await user.press("Saya urus sendiri", expect="Unit mana")
-    await user.send("kesehatan", expect="kesehatan")
-    await user.press("Dinas Kesehatan", expect="Pertanyaan 1 dari")
-
-
 async def test_respondent_from_start_to_thanks(api: FakeBotApi, tmp_path: Path) -> None:
     db_path = tmp_path / "spi.sqlite3"
     async with running_bot(settings_for(api, db_path)):
         user = TelegramUser(api, USER)
-        await start_survey(user)
+        await start_as_service_user(user)
         answered = await user.answer_all()
         # Button answers edit the question message in place instead of flooding the chat.
         assert len(api.chat_messages(USER)) < answered // 2
@@ -63,7 +58,7 @@ async def test_duplicate_update_changes_nothing(api: FakeBotApi, tmp_path: Path)
     db_path = tmp_path / "spi.sqlite3"
     async with running_bot(settings_for(api, db_path)):
         user = TelegramUser(api, USER)
-        await start_survey(user)
+        await start_as_service_user(user)
         press = api.press_label(USER, "Warga")
         await api.wait_for(lambda: "Pertanyaan 2" in (user.screen().text or ""))
         answers_before = table_rows(db_path, "answers")
@@ -82,7 +77,7 @@ async def test_duplicate_update_changes_nothing(api: FakeBotApi, tmp_path: Path)
 async def test_stale_and_forged_buttons(api: FakeBotApi, tmp_path: Path) -> None:
     async with running_bot(settings_for(api, tmp_path / "spi.sqlite3")):
         user = TelegramUser(api, USER)
-        await start_survey(user)
+        await start_as_service_user(user)
         old_data = api.button_data(USER, "Pelaku usaha")
         await user.press("Warga", expect="Pertanyaan 2")
         for data in (old_data, "0|a|x", "not-ours", "9" * 64):
