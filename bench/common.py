@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import re
 import signal
@@ -36,6 +35,7 @@ from core.i18n import gettext_for  # noqa: E402
 from core.identity import pseudonym  # noqa: E402
 from core.questionnaire import Question, Questionnaire, load_questionnaire  # noqa: E402
 from core.storage import AnswerValue, SessionState, Storage  # noqa: E402
+from tests.bot_process import bot_env as test_bot_env  # noqa: E402
 from tests.fake_bot_api import FakeBotApi, JSONDict  # noqa: E402
 
 TOKEN = "123456:BENCH"
@@ -166,17 +166,10 @@ class BenchApi(FakeBotApi):
 
 
 def bot_env(api: FakeBotApi, db_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SPI_"))}
-    env.update(
-        TELEGRAM_BOT_TOKEN=api.token,
-        TELEGRAM_BASE_URL=api.base_url,
-        DATABASE_PATH=str(db_path),
-        SPI_SECRET_KEY=SECRET,
-        LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-        **extra,
+    """The test suite's environment for `python -m bot run`, quieter for benchmarks."""
+    return test_bot_env(
+        api, db_path, SPI_SECRET_KEY=SECRET, LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", **extra
     )
-    return env
 
 
 def start_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

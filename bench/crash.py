@@ -168,6 +168,8 @@ def main() -> None:
             args.respondents = 30
         if args.kills is None:
             args.kills = 3
+        # A small run finishes in seconds: kill sooner so every kill lands mid-survey.
+        args.min_gap, args.max_gap = min(args.min_gap, 0.7), min(args.max_gap, 1.5)
     sys.exit(asyncio.run(main_async(args)))
 
 

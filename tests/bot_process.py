@@ -20,8 +20,8 @@ def bot_env(api: FakeBotApi, db_path: Path, **extra: str) -> dict[str, str]:
         DATABASE_PATH=str(db_path),
         SPI_SECRET_KEY=SECRET.decode(),
         LOG_LEVEL="INFO",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
