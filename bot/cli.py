@@ -116,7 +116,7 @@ def run_telegram(settings: Settings, webhook: bool) -> None:
             if not settings.webhook_url or settings.webhook_secret is None:
                 raise SettingsError("WEBHOOK_URL and WEBHOOK_SECRET are required for --webhook")
             application.run_webhook(
-                listen="0.0.0.0",
+                listen=settings.webhook_listen,
                 port=settings.webhook_port,
                 webhook_url=settings.webhook_url,
                 secret_token=settings.webhook_secret.get_secret_value(),

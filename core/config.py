@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
 
     @field_validator("admin_ids", "reminder_days_before", mode="before")

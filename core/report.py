@@ -6,8 +6,8 @@ Figures are rounded only here, for display, with the locale's decimal mark.
 from __future__ import annotations
 
 import html
-from decimal import ROUND_DOWN, Decimal
 from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
 
 from babel.numbers import format_decimal
 

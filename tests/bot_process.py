@@ -26,11 +26,12 @@ def bot_env(api: FakeBotApi, db_path: Path, **extra: str) -> dict[str, str]:
 
 
 def start_bot(
-    api: FakeBotApi, db_path: Path, log_path: Path, **extra: str
+    api: FakeBotApi, db_path: Path, log_path: Path, mode: str | None = None, **extra: str
 ) -> subprocess.Popen[bytes]:
+    """`python -m bot run [mode]`; ``mode`` is e.g. "--webhook"."""
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
+        [sys.executable, "-m", "bot", "run", *([mode] if mode else [])],
         cwd=PROJECT_ROOT,
         env=bot_env(api, db_path, **extra),
         stdout=log,

@@ -144,3 +144,53 @@ async def test_backup_and_corrupt_file(tmp_path: Path) -> None:
     corrupt.write_bytes(db_path.read_bytes()[:100] + b"\x00garbage" * 2000)
     with pytest.raises(StorageError):
         await Storage.open(corrupt)
+
+
+async def test_webhook_checks_the_secret_token(tmp_path: Path) -> None:
+    """`run --webhook` accepts an update only with Telegram's secret token header."""
+    import asyncio
+    import json
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from tests.bot_process import start_bot
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with FakeBotApi() as api:
+        process = start_bot(
+            api, tmp_path / "spi.sqlite3", tmp_path / "bot.log", mode="--webhook",
+            WEBHOOK_URL=f"http://127.0.0.1:{port}/", WEBHOOK_SECRET="hook-secret-123",
+            WEBHOOK_LISTEN="127.0.0.1", WEBHOOK_PORT=str(port),
+        )
+        try:
+            await api.wait_for_call("setWebhook", timeout=30)
+            update = json.dumps({"update_id": 1, "message": {
+                "message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"},
+                "from": {"id": 5, "is_bot": False, "first_name": "A"}, "text": "/bantuan"}})
+
+            def post(headers: dict[str, str]) -> int:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/", data=update.encode(),
+                    headers={"Content-Type": "application/json", **headers})
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        return int(response.status)
+                except urllib.error.HTTPError as error:
+                    return int(error.code)
+
+            assert await asyncio.to_thread(post, {}) == 403
+            wrong = {"X-Telegram-Bot-Api-Secret-Token": "guess"}
+            assert await asyncio.to_thread(post, wrong) == 403
+            assert not api.calls_of("sendMessage")
+            right = {"X-Telegram-Bot-Api-Secret-Token": "hook-secret-123"}
+            assert await asyncio.to_thread(post, right) == 200
+            await api.wait_for_call("sendMessage", timeout=10)
+            assert api.webhook_url == f"http://127.0.0.1:{port}/"
+        finally:
+            process.terminate()
+            await asyncio.to_thread(process.wait, 30)
+    log_text = (tmp_path / "bot.log").read_text()
+    assert "hook-secret-123" not in log_text and api.token not in log_text
