@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
+import aiohttp
 import httpx
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
@@ -290,17 +291,29 @@ class BroadcastSender:
             await action(tx, delivery, utcnow(), *args)
 
 
+# Failures before any byte of the request left: no connection, or no free pooled
+# connection in time (aiohttp counts the pool wait in its connect timeout).
+_NEVER_SENT: tuple[type[BaseException], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    aiohttp.ClientConnectorError,
+    *((aiohttp.ConnectionTimeoutError,) if hasattr(aiohttp, "ConnectionTimeoutError") else ()),
+)
+
+
 def request_never_sent(exc: NetworkError) -> bool:
     """True when Telegram cannot have processed the request, so a retry is safe.
 
     Connection and pool failures happen before anything is sent; an error answer
-    from Telegram (e.g. 502, no httpx cause) says it was not processed. A read or
-    write timeout or a dropped connection is ambiguous and returns False.
+    from Telegram (e.g. 502: no transport exception behind it) says it was not
+    processed. A read timeout or a dropped connection is ambiguous: False.
+    Both PTB's httpx transport and the bot's aiohttp one (bot/http.py) are known.
     """
     cause = exc.__cause__
     if cause is None or isinstance(cause, TelegramError):
         return True
-    return isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    return isinstance(cause, _NEVER_SENT)
 
 
 def backoff(attempt: int) -> float:

@@ -13,8 +13,10 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from telegram.error import NetworkError, TimedOut
@@ -414,6 +416,13 @@ def test_only_requests_that_never_left_are_retried() -> None:
     assert not request_never_sent(
         wrapped(NetworkError("x"), httpx.RemoteProtocolError("dropped", request=request))
     )
+    # The bot's aiohttp transport (bot/http.py).
+    key = SimpleNamespace(host="api.telegram.org", port=443, ssl=True)
+    refused = aiohttp.ClientConnectorError(key, OSError(111, "refused"))  # type: ignore[arg-type]
+    assert request_never_sent(wrapped(NetworkError("x"), refused))
+    assert request_never_sent(wrapped(TimedOut(), aiohttp.ConnectionTimeoutError("connect")))
+    assert not request_never_sent(wrapped(TimedOut(), aiohttp.SocketTimeoutError("read")))
+    assert not request_never_sent(wrapped(NetworkError("x"), aiohttp.ServerDisconnectedError()))
 
 
 # -- restarts ----------------------------------------------------------------------------
