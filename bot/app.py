@@ -12,6 +12,7 @@ from bot.broadcast_handlers import add_broadcast_handlers, start_reminders
 from bot.flood import FloodGuard
 from bot.handlers import add_survey_handlers
 from bot.http import AiohttpRequest
+from bot.jobs import services_of
 from bot.processor import PerUserUpdateProcessor
 from bot.services import Services
 from core.i18n import N_, gettext_for
@@ -50,7 +51,8 @@ async def register_commands(application: Application) -> None:  # type: ignore[t
 
 
 async def on_startup(application: Application) -> None:  # type: ignore[type-arg]
-    """Commands menu, then reminders and any broadcast a restart interrupted."""
+    """Commands menu, WAL housekeeping, then reminders and interrupted broadcasts."""
+    services_of(application).storage.start_background_checkpoints()
     await register_commands(application)
     await start_reminders(application)
 

@@ -10,8 +10,10 @@ a crash or power loss.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -39,6 +41,11 @@ Stage = Literal[
     "erase",
     "done",
 ]
+
+
+log = logging.getLogger(__name__)
+# Pages in the WAL before a commit checkpoints by itself when background checkpoints run.
+BACKGROUND_AUTOCHECKPOINT = 10_000
 
 
 class StorageError(Exception):
@@ -296,6 +303,7 @@ class Storage:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
+        self._checkpoints: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Storage:
@@ -319,7 +327,36 @@ class Storage:
         return storage
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
         await self._db.close()
+
+    def start_background_checkpoints(self, interval: float = 1.0) -> None:
+        """Checkpoint the WAL from a second connection, off the answer path.
+
+        SQLite's automatic checkpoint runs inside a commit and, with synchronous=FULL,
+        fsyncs the database file while the storage lock is held; a PASSIVE checkpoint
+        from another connection copies the same pages without blocking the writer.
+        The automatic one stays on, with a larger threshold, as a safety net.
+        """
+        if self._checkpoints is None:
+            self._checkpoints = asyncio.create_task(self._checkpoint_loop(interval))
+
+    async def _checkpoint_loop(self, interval: float) -> None:
+        await self._db.execute(f"PRAGMA wal_autocheckpoint = {BACKGROUND_AUTOCHECKPOINT}")
+        checkpointer = await aiosqlite.connect(str(self.path))
+        try:
+            await checkpointer.execute("PRAGMA busy_timeout = 5000")
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # never let housekeeping stop the bot
+                    log.warning("background checkpoint failed: %s", exc)
+        finally:
+            await checkpointer.close()
 
     async def _configure(self) -> None:
         for pragma in (
