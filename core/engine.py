@@ -43,7 +43,6 @@ from core.units import Unit, UnitRegistry
 UNITS_PER_PAGE = 8
 StageAction = Callable[["Engine", "Turn", str], Awaitable[None]]
 GLOBAL = "-"  # seq of buttons that stay valid on any screen (language, resume)
-SURVEY_COMMANDS = ("start", "lanjut", "batal", "bantuan", "privasi", "bahasa", "hapus_data")
 _TOKEN = re.compile(r"^(-|\d{1,9})\|([a-z]{1,6})\|([a-z0-9_]{0,24})$")
 
 
