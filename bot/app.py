@@ -12,9 +12,8 @@ from bot.broadcast_handlers import add_broadcast_handlers, start_reminders
 from bot.flood import FloodGuard
 from bot.handlers import add_survey_handlers
 from bot.http import AiohttpRequest
-from bot.jobs import services_of
 from bot.processor import PerUserUpdateProcessor
-from bot.services import Services
+from bot.services import SERVICES_KEY, Services, services_of
 from core.i18n import N_, gettext_for
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
         .post_init(on_startup)
     )
     application = builder.build()
-    application.bot_data["services"] = svc
+    application.bot_data[SERVICES_KEY] = svc
     application.add_handler(TypeHandler(Update, FloodGuard(settings.incoming_per_minute)), group=-1)
     # Both before the survey's catch-all button handler: in a group the first match wins.
     add_admin_handlers(application)

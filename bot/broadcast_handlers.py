@@ -32,9 +32,10 @@ from telegram.ext import (
 )
 
 from bot import jobs
-from bot.jobs import CHANNEL, AnyApplication, Clock
+from bot.handlers import services
+from bot.jobs import CHANNEL, Clock
 from bot.keyboards import inline_keyboard
-from bot.services import Services
+from bot.services import AnyApplication, Services
 from core import broadcast as bc
 from core.access import role_of
 from core.events import Button
@@ -68,11 +69,6 @@ STATE_LABELS: dict[ReminderState, str] = {
 }
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
-
-
-def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
-    found: Services = context.application.bot_data["services"]
-    return found
 
 
 async def locale_of(svc: Services, tx: Transaction, user_id: int, chat_id: int) -> str:

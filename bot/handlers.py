@@ -17,7 +17,7 @@ from telegram.ext import (
 )
 
 from bot.keyboards import inline_keyboard
-from bot.services import Services
+from bot.services import Services, services_of
 from core.events import (
     Choice,
     Command,
@@ -38,8 +38,7 @@ PRIVATE = filters.ChatType.PRIVATE
 
 
 def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
-    found: Services = context.application.bot_data["services"]
-    return found
+    return services_of(context.application)
 
 
 def sender_of(update: Update) -> Sender:

@@ -27,17 +27,16 @@ import random
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias
 
 import aiohttp
 import httpx
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
-from telegram.ext import Application, ContextTypes
+from telegram.ext import ContextTypes
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.keyboards import inline_keyboard
-from bot.services import Services
+from bot.services import AnyApplication, Services, services_of
 from core import broadcast as bc
 from core.engine import GLOBAL, token
 from core.events import Button
@@ -53,7 +52,6 @@ from core.storage import utcnow
 
 log = logging.getLogger(__name__)
 
-AnyApplication: TypeAlias = Application[Any, Any, Any, Any, Any, Any]
 Clock = Callable[[], dt.datetime]
 
 CHANNEL = "telegram"
@@ -331,11 +329,6 @@ def retry_after_seconds(exc: RetryAfter) -> float:
 
 
 # -- reminders -----------------------------------------------------------------------
-def services_of(application: AnyApplication) -> Services:
-    found: Services = application.bot_data["services"]
-    return found
-
-
 def sender_of(application: AnyApplication) -> BroadcastSender | None:
     found: BroadcastSender | None = application.bot_data.get(SENDER_KEY)
     return found

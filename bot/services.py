@@ -11,6 +11,9 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeAlias
+
+from telegram.ext import Application
 
 from core.config import MIN_SECRET_LENGTH, Settings, SettingsError
 from core.engine import Engine
@@ -19,6 +22,8 @@ from core.storage import Storage, utcnow
 from core.units import UnitRegistry, load_units
 
 EVENT_MEMORY = dt.timedelta(days=7)
+SERVICES_KEY = "services"  # where the Telegram application keeps its Services
+AnyApplication: TypeAlias = Application[Any, Any, Any, Any, Any, Any]
 
 
 @dataclass
@@ -67,3 +72,9 @@ async def open_services(settings: Settings, secret_key: bytes | None = None) -> 
         await tx.prune_events(utcnow() - EVENT_MEMORY)
     engine = Engine(questionnaire, units, storage, key, default_locale=settings.default_locale)
     return Services(settings, questionnaire, units, storage, engine, key)
+
+
+def services_of(application: AnyApplication) -> Services:
+    """The Services a Telegram application was built with (see bot.app)."""
+    found: Services = application.bot_data[SERVICES_KEY]
+    return found

@@ -23,8 +23,8 @@ from telegram.error import NetworkError, TimedOut
 
 from bot.app import build_application
 from bot.broadcast_handlers import HANDLER_GROUP, add_broadcast_handlers, start_reminders
-from bot.jobs import MAX_IN_FLIGHT, AnyApplication, Clock, request_never_sent
-from bot.services import Services, open_services
+from bot.jobs import MAX_IN_FLIGHT, Clock, request_never_sent
+from bot.services import AnyApplication, Services, open_services
 from core import broadcast as bc
 from core.config import PROJECT_ROOT, Settings
 from core.storage import Storage, utcnow
