@@ -32,8 +32,8 @@ test: install-test
 
 ## locales: re-extract messages and update the catalogs (then translate the new entries)
 locales: install-test
-	$(BIN)/pybabel extract -F babel.cfg -k _ -k N_ --no-location --sort-output -o locales/messages.pot .
-	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel.cfg -k _ -k N_ --no-location --sort-output -w 100 -o locales/messages.pot .
+	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching -w 100 --ignore-obsolete
 
 ## bench: the benchmarks (minutes; not part of `make test`)
 bench: install-test

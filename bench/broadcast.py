@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from core.storage import Storage, iso, utcnow
+from core.storage import Storage
 from tests.bot_process import start_bot
 from tests.fake_bot_api import ApiCall, FakeBotApi
 
@@ -74,12 +74,11 @@ async def seed(db_path: Path, recipients: int) -> list[int]:
     storage = await Storage.open(db_path)
     await storage.close()
     chats = [FIRST_CHAT + i for i in range(recipients)]
-    now = iso(utcnow())
     with sqlite3.connect(db_path) as db:
         db.executemany(
-            "INSERT INTO contacts(channel, address, locale, opted_out, active, survey_status, "
-            "updated_at) VALUES ('telegram', ?, ?, 0, 1, 'none', ?)",
-            [(str(chat), "en" if i % 5 == 0 else "id", now) for i, chat in enumerate(chats)],
+            "INSERT INTO contacts(channel, address, locale, opted_out, active) "
+            "VALUES ('telegram', ?, ?, 0, 1)",
+            [(str(chat), "en" if i % 5 == 0 else "id") for i, chat in enumerate(chats)],
         )
     return chats
 

@@ -33,8 +33,9 @@ import psutil  # noqa: E402
 
 from core.i18n import gettext_for  # noqa: E402
 from core.identity import pseudonym  # noqa: E402
+from core.model import AnswerValue, SessionState  # noqa: E402
 from core.questionnaire import Question, Questionnaire, load_questionnaire  # noqa: E402
-from core.storage import AnswerValue, SessionState, Storage  # noqa: E402
+from core.storage import Storage  # noqa: E402
 from tests.bot_process import bot_env as test_bot_env  # noqa: E402
 from tests.fake_bot_api import FakeBotApi, JSONDict  # noqa: E402
 

@@ -46,6 +46,7 @@ from core.aggregates import (
     record_completion,
 )
 from core.config import PROJECT_ROOT
+from core.model import AnswerValue, iso
 from core.navigation import is_visible
 from core.questionnaire import Question, Questionnaire, load_questionnaire
 from core.scoring import (
@@ -54,7 +55,7 @@ from core.scoring import (
     respondent_index,
     score_unit,
 )
-from core.storage import AnswerValue, Storage, Transaction, iso
+from core.storage import Storage, Transaction
 from core.units import load_units
 
 QUESTIONNAIRE_PATH = PROJECT_ROOT / "surveys" / "spi.toml"

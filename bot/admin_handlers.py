@@ -20,9 +20,10 @@ from bot.services import Services
 from core.access import Role, create_invite, list_officials, redeem_invite, revoke_official, role_of
 from core.aggregates import add_correction, flag_counts, load_unit_aggregate
 from core.i18n import gettext_for
+from core.model import utcnow
 from core.report import UnitReport, render_ranking, render_recap, render_unit
 from core.scoring import score_unit
-from core.storage import Transaction, utcnow
+from core.storage import Transaction
 from core.units import Unit
 
 log = logging.getLogger(__name__)

@@ -40,8 +40,9 @@ from core import broadcast as bc
 from core.access import role_of
 from core.events import Button
 from core.i18n import N_, SUPPORTED_LOCALES, gettext_for
+from core.model import utcnow
 from core.reminders import ReminderRules, ReminderState, plan
-from core.storage import Transaction, utcnow
+from core.storage import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,14 @@ async def _refuse(message: Message, locale: str) -> None:
 # -- everyone: opt out / opt in -------------------------------------------------------
 async def on_stop_reminders(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/berhenti: no reminders or announcements any more (kept even if /start follows)."""
-    svc, message, user_id, now = await _context_of(update, context)
+    svc, message, user_id, _now = await _context_of(update, context)
     address = str(message.chat_id)
     async with svc.storage.transaction() as tx:
         locale = await locale_of(svc, tx, user_id, message.chat_id)
         if await tx.get_contact(CHANNEL, address) is None:
             # Remember the choice, or a later /start would subscribe them again.
-            await tx.upsert_contact(CHANNEL, address, locale, now)
-        await tx.set_contact_opt_out(CHANNEL, address, True, now)
+            await tx.upsert_contact(CHANNEL, address, locale)
+        await tx.set_contact_opt_out(CHANNEL, address, True)
     _ = gettext_for(locale).gettext
     await message.reply_text(
         _(
@@ -122,12 +123,12 @@ async def on_stop_reminders(update: Update, context: ContextTypes.DEFAULT_TYPE) 
 
 async def on_resume_reminders(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/langganan: reminders again."""
-    svc, message, user_id, now = await _context_of(update, context)
+    svc, message, user_id, _now = await _context_of(update, context)
     address = str(message.chat_id)
     async with svc.storage.transaction() as tx:
         locale = await locale_of(svc, tx, user_id, message.chat_id)
-        await tx.upsert_contact(CHANNEL, address, locale, now)
-        await tx.set_contact_opt_out(CHANNEL, address, False, now)
+        await tx.upsert_contact(CHANNEL, address, locale)
+        await tx.set_contact_opt_out(CHANNEL, address, False)
     _ = gettext_for(locale).gettext
     await message.reply_text(
         _("You will receive survey reminders again. Send /berhenti to stop them.")
@@ -160,7 +161,7 @@ async def on_broadcast(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
                 )
             )
             return
-        recipients = await bc.count_audience(tx, "all", CHANNEL)
+        recipients = await bc.count_audience(tx, "all", CHANNEL, svc.progress)
         escaped = html.escape(text)
         draft_id = await bc.create_draft(
             tx,
@@ -208,7 +209,7 @@ async def on_broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE
         admin = (await role_of(tx, user.id, svc.settings.admin_ids)).admin
         if admin and match is not None:
             if match.group(1) == "send":
-                started = await bc.start_draft(tx, broadcast_id, (CHANNEL,), now)
+                started = await bc.start_draft(tx, broadcast_id, (CHANNEL,), now, svc.progress)
             else:
                 cancelled = await bc.cancel_draft(tx, broadcast_id, now)
     if not admin:

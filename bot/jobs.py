@@ -41,6 +41,7 @@ from core import broadcast as bc
 from core.engine import GLOBAL, token
 from core.events import Button
 from core.i18n import gettext_for
+from core.model import utcnow
 from core.reminders import (
     Occurrence,
     ReminderRules,
@@ -48,7 +49,6 @@ from core.reminders import (
     reminder_texts,
     state_of,
 )
-from core.storage import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,9 @@ class BroadcastSender:
                 del self._recent[address]
         started = time.monotonic()
         async with self.svc.storage.transaction() as tx:
-            delivery = await bc.claim_next(tx, CHANNEL, utcnow(), skip_addresses=self._recent)
+            delivery = await bc.claim_next(
+                tx, CHANNEL, utcnow(), self.svc.progress, skip_addresses=self._recent
+            )
         self._claim_seconds = 0.8 * self._claim_seconds + 0.2 * (time.monotonic() - started)
         return delivery
 
@@ -348,6 +350,7 @@ async def create_reminder(svc: Services, occurrence: Occurrence, now: dt.datetim
             audience=occurrence.audience,
             channels=(CHANNEL,),
             now=now,
+            progress=svc.progress,
             button=RESUME_TOKEN,
         )
         recipients = await bc.counts(tx, broadcast_id) if broadcast_id is not None else None

@@ -15,10 +15,12 @@ from typing import Any, TypeAlias
 
 from telegram.ext import Application
 
+from core.broadcast import SurveyProgress
 from core.config import MIN_SECRET_LENGTH, Settings, SettingsError
-from core.engine import Engine
+from core.engine import Engine, PrivacyNotice
+from core.model import utcnow
 from core.questionnaire import Questionnaire, load_questionnaire
-from core.storage import Storage, utcnow
+from core.storage import Storage
 from core.units import UnitRegistry, load_units
 
 EVENT_MEMORY = dt.timedelta(days=7)
@@ -34,6 +36,11 @@ class Services:
     storage: Storage
     engine: Engine
     secret_key: bytes
+
+    @property
+    def progress(self) -> SurveyProgress:
+        """Who started or finished this period, for reminder audiences."""
+        return SurveyProgress(self.secret_key, self.questionnaire.period)
 
     async def close(self) -> None:
         await self.storage.close()
@@ -70,7 +77,19 @@ async def open_services(settings: Settings, secret_key: bytes | None = None) -> 
     storage = await Storage.open(settings.database_path)
     async with storage.transaction() as tx:
         await tx.prune_events(utcnow() - EVENT_MEMORY)
-    engine = Engine(questionnaire, units, storage, key, default_locale=settings.default_locale)
+    notice = PrivacyNotice(
+        controller=settings.data_controller,
+        contact=settings.privacy_contact,
+        retention_days=settings.retention_days,
+    )
+    engine = Engine(
+        questionnaire,
+        units,
+        storage,
+        key,
+        default_locale=settings.default_locale,
+        notice=notice,
+    )
     return Services(settings, questionnaire, units, storage, engine, key)
 
 

@@ -16,7 +16,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from core.identity import hash_code
-from core.storage import Transaction, iso
+from core.model import iso
+from core.storage import Transaction
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: typed from a phone
 CODE_LENGTH = 10

@@ -10,8 +10,10 @@ recomputation from the answers.
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from collections.abc import Mapping
 
+from core.model import AnswerValue, iso
 from core.questionnaire import Questionnaire
 from core.scoring import (
     GroupAggregate,
@@ -21,7 +23,7 @@ from core.scoring import (
     respondent_dimension_scores,
     respondent_index,
 )
-from core.storage import AnswerValue, Transaction, iso
+from core.storage import Transaction
 
 FLAG_SPEEDER = "speeder"
 FLAG_STRAIGHT = "straightline"
@@ -33,11 +35,11 @@ def quality_flags(
     questionnaire: Questionnaire,
     group: str,
     answers: Mapping[str, AnswerValue],
-    duration_seconds: float,
+    duration_seconds: float | None,
 ) -> set[str]:
     """Speeders and straight-liners: patterns KPK treats as coached (*pengarahan*)."""
     flags = set()
-    if duration_seconds < questionnaire.quality.min_seconds:
+    if duration_seconds is not None and duration_seconds < questionnaire.quality.min_seconds:
         flags.add(FLAG_SPEEDER)
     positions = []
     for question in questionnaire.questions_for(group):
@@ -51,15 +53,40 @@ def quality_flags(
     return flags
 
 
+class BurstWatch:
+    """Recent completions per unit, in memory only.
+
+    Burst detection needs completion times to the minute; keeping them in the
+    database would give every completed response a time to join on. After a
+    restart the window starts empty, which at worst misses one burst.
+    """
+
+    def __init__(self) -> None:
+        self._recent: dict[tuple[str, str], deque[tuple[dt.datetime, int]]] = {}
+
+    def completed(
+        self, period: str, unit: str, response_id: int, now: dt.datetime, window: dt.timedelta
+    ) -> list[int]:
+        """Record a completion; the ids completed within ``window`` before ``now``."""
+        recent = self._recent.setdefault((period, unit), deque())
+        recent.append((now, response_id))
+        while recent and recent[0][0] < now - window:
+            recent.popleft()
+        return [rid for _, rid in recent]
+
+
 async def record_completion(
-    tx: Transaction, questionnaire: Questionnaire, response_id: int, now: dt.datetime
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    response_id: int,
+    duration: int | None,
+    now: dt.datetime,
+    bursts: BurstWatch,
 ) -> None:
     """Score a just-completed response, flag it, and add it to the tallies."""
     response = await tx.get_response(response_id)
     assert response is not None
     answers = await tx.answers(response_id)
-    started = dt.datetime.fromisoformat(response.started_at)
-    duration = (now - started).total_seconds()
     dimension_scores = respondent_dimension_scores(questionnaire, response.group, answers)
     index = respondent_index(questionnaire, dimension_scores)
     flags = quality_flags(questionnaire, response.group, answers, duration)
@@ -69,37 +96,34 @@ async def record_completion(
             (response_id, dimension, score),
         )
     await tx.execute(
-        "UPDATE responses SET duration_seconds = ?, respondent_index = ?, flags = ? WHERE id = ?",
-        (int(duration), index, ",".join(sorted(flags)), response_id),
+        "UPDATE responses SET respondent_index = ?, flags = ? WHERE id = ?",
+        (index, ",".join(sorted(flags)), response_id),
     )
     if not (flags and questionnaire.quality.exclude_flagged):
         await apply_response(tx, questionnaire, response_id, +1)
-    await flag_bursts(tx, questionnaire, response.period, response.unit, now)
+    window = dt.timedelta(minutes=questionnaire.quality.burst_minutes)
+    recent = bursts.completed(response.period, response.unit, response_id, now, window)
+    if len(recent) >= questionnaire.quality.burst_count:
+        await flag_burst(tx, questionnaire, recent)
 
 
-async def flag_bursts(
-    tx: Transaction, questionnaire: Questionnaire, period: str, unit: str, now: dt.datetime
-) -> None:
+async def flag_burst(tx: Transaction, questionnaire: Questionnaire, ids: list[int]) -> None:
     """Many completions for one unit within minutes look like a mobilised session."""
-    rules = questionnaire.quality
-    since = iso(now - dt.timedelta(minutes=rules.burst_minutes))
-    rows = await tx.fetchall(
-        "SELECT id, flags FROM responses WHERE period = ? AND unit_code = ? AND "
-        "status = 'completed' AND completed_at >= ?",
-        (period, unit, since),
-    )
-    if len(rows) < rules.burst_count:
-        return
-    for row in rows:
+    for response_id in ids:
+        row = await tx.fetchone(
+            "SELECT flags FROM responses WHERE id = ? AND status = 'completed'", (response_id,)
+        )
+        if row is None:
+            continue
         flags = set(filter(None, str(row["flags"]).split(",")))
         if FLAG_BURST in flags:
             continue
         await tx.execute(
             "UPDATE responses SET flags = ? WHERE id = ?",
-            (",".join(sorted(flags | {FLAG_BURST})), row["id"]),
+            (",".join(sorted(flags | {FLAG_BURST})), response_id),
         )
-        if rules.exclude_flagged:
-            await apply_response(tx, questionnaire, int(row["id"]), -1)
+        if questionnaire.quality.exclude_flagged:
+            await apply_response(tx, questionnaire, response_id, -1)
 
 
 async def apply_response(

@@ -24,11 +24,14 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel
 
-from core.storage import Transaction, iso
+from core.identity import pseudonym
+from core.model import SurveyStatus, iso
+from core.storage import Transaction
 
 BroadcastKind = Literal["manual", "reminder"]
 BroadcastStatus = Literal["draft", "sending", "done", "cancelled"]
@@ -46,11 +49,6 @@ DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
 )
 MAX_TEXT_LENGTH = 3500  # leaves room under Telegram's 4096 for the admin preview's header
 
-_AUDIENCE_SQL: dict[Audience, str] = {
-    "all": "",
-    "not_completed": " AND survey_status != 'completed'",
-    "started": " AND survey_status = 'started'",
-}
 _CLAIM_WINDOW = 50  # candidate rows looked at per claim (ineligible ones are skipped)
 
 
@@ -113,13 +111,64 @@ def _broadcast(row: sqlite3.Row) -> Broadcast:
 
 
 # -- audience and creation ------------------------------------------------------
-async def count_audience(tx: Transaction, audience: Audience, channel: str) -> int:
-    row = await tx.fetchone(
-        "SELECT COUNT(*) AS n FROM contacts WHERE channel = ? AND active = 1 AND opted_out = 0"
-        + _AUDIENCE_SQL[audience],
-        (channel,),
+@dataclass(frozen=True)
+class SurveyProgress:
+    """Who has started or finished, derived with the pseudonym key when a reminder
+    needs it: contacts never record it, so the database alone cannot tell it."""
+
+    secret_key: bytes
+    period: str
+
+    def _key(self, channel: str, address: str) -> str:
+        # A private chat's address is its user's id on every channel we speak.
+        return pseudonym(self.secret_key, channel, address)
+
+    async def status(self, tx: Transaction, channel: str, address: str) -> SurveyStatus:
+        return await tx.survey_status(self._key(channel, address), self.period)
+
+    async def statuses(self, tx: Transaction) -> dict[str, SurveyStatus]:
+        """Every pseudonym with a response this period (or one still open)."""
+        rows = await tx.fetchall(
+            "SELECT respondent_key, MAX(status = 'completed') AS done FROM responses "
+            "WHERE period = ? OR status = 'in_progress' GROUP BY respondent_key",
+            (self.period,),
+        )
+        return {r["respondent_key"]: "completed" if r["done"] else "started" for r in rows}
+
+    def wants(self, audience: Audience, status: SurveyStatus) -> bool:
+        if audience == "not_completed":
+            return status != "completed"
+        if audience == "started":
+            return status == "started"
+        return True
+
+
+async def audience_rows(
+    tx: Transaction, audience: Audience, channels: Collection[str], progress: SurveyProgress
+) -> list[sqlite3.Row]:
+    """Reachable contacts in the audience, in address order."""
+    marks = ", ".join("?" for _ in channels)
+    rows = await tx.fetchall(
+        f"SELECT channel, address, locale FROM contacts WHERE channel IN ({marks}) "
+        "AND active = 1 AND opted_out = 0 ORDER BY channel, address",
+        tuple(channels),
     )
-    return int(row["n"]) if row else 0
+    if audience == "all":
+        return rows
+    statuses = await progress.statuses(tx)
+    return [
+        r
+        for r in rows
+        if progress.wants(
+            audience, statuses.get(progress._key(r["channel"], r["address"]), "none")
+        )
+    ]
+
+
+async def count_audience(
+    tx: Transaction, audience: Audience, channel: str, progress: SurveyProgress
+) -> int:
+    return len(await audience_rows(tx, audience, (channel,), progress))
 
 
 async def create_draft(
@@ -160,7 +209,11 @@ async def create_draft(
 
 
 async def start_draft(
-    tx: Transaction, broadcast_id: int, channels: Collection[str], now: dt.datetime
+    tx: Transaction,
+    broadcast_id: int,
+    channels: Collection[str],
+    now: dt.datetime,
+    progress: SurveyProgress,
 ) -> int | None:
     """Fix the audience as delivery rows and start sending; None if not a draft (any more).
 
@@ -172,14 +225,14 @@ async def start_draft(
     if row is None:
         return None
     audience: Audience = row["audience"]
-    marks = ", ".join("?" for _ in channels)
     stamped = stamp(now)
-    count = await tx.execute(
+    recipients = await audience_rows(tx, audience, channels, progress)
+    await tx.executemany(
         "INSERT INTO deliveries(broadcast_id, channel, address, locale, status, attempts, "
-        "updated_at) SELECT ?, channel, address, locale, 'pending', 0, ? FROM contacts "
-        f"WHERE channel IN ({marks}) AND active = 1 AND opted_out = 0" + _AUDIENCE_SQL[audience],
-        (broadcast_id, stamped, *channels),
+        "updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?)",
+        [(broadcast_id, r["channel"], r["address"], r["locale"], stamped) for r in recipients],
     )
+    count = len(recipients)
     await tx.execute(
         "UPDATE broadcasts SET status = 'sending', started_at = ? WHERE id = ?",
         (iso(now), broadcast_id),
@@ -196,6 +249,7 @@ async def create_broadcast(
     audience: Audience,
     channels: Collection[str],
     now: dt.datetime,
+    progress: SurveyProgress,
     key: str | None = None,
     message_key: str | None = None,
     button: str | None = None,
@@ -219,7 +273,7 @@ async def create_broadcast(
     )
     if broadcast_id is None:
         return None
-    await start_draft(tx, broadcast_id, channels, now)
+    await start_draft(tx, broadcast_id, channels, now, progress)
     return broadcast_id
 
 
@@ -279,6 +333,7 @@ async def claim_next(
     tx: Transaction,
     channel: str,
     now: dt.datetime,
+    progress: SurveyProgress,
     skip_addresses: Collection[str] = (),
 ) -> Delivery | None:
     """Claim the next pending delivery: mark it 'sending' (the caller commits, then sends).
@@ -294,7 +349,7 @@ async def claim_next(
     while True:
         rows = await tx.fetchall(
             "SELECT d.broadcast_id, d.channel, d.address, d.locale, d.attempts, b.audience, "
-            "c.locale AS contact_locale, c.active, c.opted_out, c.survey_status "
+            "c.locale AS contact_locale, c.active, c.opted_out "
             "FROM deliveries d JOIN broadcasts b ON b.id = d.broadcast_id "
             "LEFT JOIN contacts c ON c.channel = d.channel AND c.address = d.address "
             "WHERE d.status = 'pending' AND d.channel = ? AND b.status = 'sending' "
@@ -306,9 +361,12 @@ async def claim_next(
         if not rows:
             return None
         for row in rows:
-            reason = _ineligible(
-                row["audience"], row["active"], row["opted_out"], row["survey_status"]
-            )
+            reason = _ineligible(row["active"], row["opted_out"])
+            if reason is None and row["audience"] != "all":
+                status = await progress.status(tx, row["channel"], row["address"])
+                if not progress.wants(row["audience"], status):
+                    # Deliberately vague: the row must not say who completed the survey.
+                    reason = "no longer in the audience"
             ids = (row["broadcast_id"], row["channel"], row["address"])
             if reason is not None:
                 await tx.execute(
@@ -333,19 +391,13 @@ async def claim_next(
             )
 
 
-def _ineligible(
-    audience: Audience, active: int | None, opted_out: int | None, survey_status: str | None
-) -> str | None:
+def _ineligible(active: int | None, opted_out: int | None) -> str | None:
     if active is None:
         return "contact erased"
     if not active:
         return "contact inactive (blocked the bot)"
     if opted_out:
         return "opted out"
-    if audience == "not_completed" and survey_status == "completed":
-        return "survey completed"
-    if audience == "started" and survey_status != "started":
-        return "no unfinished survey any more"
     return None
 
 
@@ -388,7 +440,7 @@ async def mark_blocked(
     tx: Transaction, delivery: Delivery, now: dt.datetime, error: str | None = None
 ) -> bool:
     """The user blocked the bot: record it and never message this contact again."""
-    await tx.mark_contact_inactive(delivery.channel, delivery.address, now)
+    await tx.mark_contact_inactive(delivery.channel, delivery.address)
     return await _settle(tx, delivery, "blocked", now, error)
 
 

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     reminder_every_days: Annotated[int, Field(ge=1, le=30)] = 3
     invite_ttl_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 72
     incoming_per_minute: Annotated[int, Field(ge=1)] = 40
+    data_controller: Annotated[str, Field(min_length=1, max_length=120)] = (
+        "Inspektorat Kota Semarang"
+    )
+    privacy_contact: Annotated[str, Field(max_length=200)] = ""
+    retention_days: Annotated[int, Field(ge=0, le=3650)] = 90
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None

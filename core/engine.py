@@ -13,10 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from core.aggregates import record_completion
+from core.aggregates import BurstWatch, record_completion
 from core.events import (
     Button,
     Choice,
@@ -28,7 +29,8 @@ from core.events import (
     Unsupported,
 )
 from core.i18n import gettext_for
-from core.identity import pseudonym
+from core.identity import open_time, pseudonym, seal_time
+from core.model import AnswerValue, SessionState, Stage, utcnow
 from core.navigation import (
     first_unanswered,
     hidden_answered,
@@ -37,13 +39,20 @@ from core.navigation import (
     visible_questions,
 )
 from core.questionnaire import Group, Question, Questionnaire
-from core.storage import AnswerValue, SessionState, Stage, Storage, Transaction, utcnow
+from core.storage import Storage, Transaction, new_response_id
 from core.units import Unit, UnitRegistry
 
 UNITS_PER_PAGE = 8
 StageAction = Callable[["Engine", "Turn", str], Awaitable[None]]
+SEQ_START_SPACE = 900_000_000  # leaves 10^8 screens below the token's 9 digits
 GLOBAL = "-"  # seq of buttons that stay valid on any screen (language, resume)
 _TOKEN = re.compile(r"^(-|\d{1,9})\|([a-z]{1,6})\|([a-z0-9_]{0,24})$")
+
+
+def first_seq() -> int:
+    """A new session's screen counter starts at random, so buttons from before an
+    erasure (or from another person's session) never match by accident."""
+    return secrets.randbelow(SEQ_START_SPACE) + 1
 
 
 def token(seq: int | str, action: str, arg: str = "") -> str:
@@ -59,7 +68,7 @@ class Turn:
     incoming: Incoming
     now: dt.datetime
     outcome: Outcome = field(default_factory=Outcome)
-    erased: bool = False
+    forget: bool = False  # delete the session instead of saving it (declined, erased)
 
     def _(self, message: str) -> str:
         return gettext_for(self.state.locale).gettext(message)
@@ -83,6 +92,7 @@ class Engine:
         secret_key: bytes,
         default_locale: str = "id",
         clock: Callable[[], dt.datetime] = utcnow,
+        notice: PrivacyNotice | None = None,
     ) -> None:
         self.questionnaire = questionnaire
         self.units = units
@@ -91,6 +101,8 @@ class Engine:
         self.default_locale = default_locale
         self.clock = clock
         self.period = questionnaire.period
+        self.bursts = BurstWatch()
+        self.notice = notice or PrivacyNotice()
 
     def respondent_key(self, channel: str, user_id: str) -> str:
         return pseudonym(self.secret_key, channel, user_id)
@@ -102,13 +114,24 @@ class Engine:
             if incoming.event_id is not None and not await tx.claim_event(incoming.event_id, now):
                 return Outcome(duplicate=True)
             state = await tx.get_session(key) or SessionState(
-                respondent_key=key, locale=self.default_locale
+                respondent_key=key, locale=self.default_locale, seq=first_seq()
             )
             turn = Turn(tx=tx, state=state, incoming=incoming, now=now)
             await self._dispatch(turn)
-            if not turn.erased:
-                await tx.save_session(turn.state, now)
+            await self._persist(turn)
         return turn.outcome
+
+    async def _persist(self, turn: Turn) -> None:
+        """Keep a session only for someone who consented or chose a language.
+
+        Someone who only looked at the consent screen, or declined, leaves no row.
+        """
+        state = turn.state
+        keep = state.consented or state.locale != self.default_locale
+        if turn.forget or not keep:
+            await turn.tx.delete_session(state.respondent_key)
+        else:
+            await turn.tx.save_session(state)
 
     # -- dispatch --------------------------------------------------------
     async def _dispatch(self, turn: Turn) -> None:
@@ -152,8 +175,10 @@ class Engine:
             turn.say(
                 turn._(
                     "This erases your contact details (used for reminders) and your unfinished "
-                    "survey. Completed surveys are anonymous and cannot be linked back to you. "
-                    "Continue?"
+                    "survey, and cuts your completed surveys loose from your pseudonym: they "
+                    "stay in the statistics, but nobody, not even the inspectorate, can find "
+                    "them from you again. You could then answer again for a unit you already "
+                    "assessed, so please don't. Continue?"
                 ),
                 [
                     [Button(turn._("Yes, erase my data"), token(GLOBAL, "erase", "y"))],
@@ -184,7 +209,16 @@ class Engine:
         await handler(self, turn, arg)
 
     async def _global_choice(self, turn: Turn, action: str, arg: str) -> None:
-        if action == "lang" and arg in ("id", "en"):
+        # Consent buttons are global: before consent nothing is stored, so there is
+        # no screen counter to check them against; they only work before a survey.
+        if action == "ok" and arg in ("y", "n"):
+            if turn.state.stage in ("new", "consent", "declined", "done"):
+                await self._on_consent(turn, arg)
+            else:
+                turn.outcome.notice = turn._(
+                    "This button is no longer valid. Please use the latest message."
+                )
+        elif action == "lang" and arg in ("id", "en"):
             turn.state.locale = arg
             await self._remember_contact(turn)
             turn.outcome.notice = turn._("Language changed.")
@@ -255,12 +289,7 @@ class Engine:
             self._render_cancel(turn, edit=False)
 
     async def _show_consent(self, turn: Turn) -> None:
-        turn.state = SessionState(
-            respondent_key=turn.state.respondent_key,
-            locale=turn.state.locale,
-            seq=turn.state.seq,
-            stage="consent",
-        )
+        self._fresh(turn, "consent")
         self._advance(turn)
         self._render_consent(turn)
 
@@ -272,35 +301,38 @@ class Engine:
                 f"<b>{html.escape(q.title.get(turn.state.locale))}</b>",
                 intro,
                 turn._(
-                    "Taking part is voluntary and confidential. We do not store your name, "
-                    "username or Telegram ID with your answers: they are saved under a "
-                    "pseudonym. Results are only reported for groups of at least 5 people."
+                    "Taking part is voluntary. Nothing is stored unless you agree. Your answers "
+                    "are never stored with your name, username or chat ID, nor with a time of "
+                    "day. Unit officials see only combined figures for groups of at least 5 "
+                    "people. /privasi says what is kept, who sees what, and for how long."
                 ),
                 turn._("Do you agree to take part?"),
             ]
         )
-        seq = turn.state.seq
         turn.say(
             text,
             [
-                [Button(turn._("✅ I agree"), token(seq, "ok", "y"))],
-                [Button(turn._("No, thank you"), token(seq, "ok", "n"))],
+                [Button(turn._("✅ I agree"), token(GLOBAL, "ok", "y"))],
+                [Button(turn._("No, thank you"), token(GLOBAL, "ok", "n"))],
             ],
             edit=turn.pressed,
         )
 
     async def _on_consent(self, turn: Turn, arg: str) -> None:
         if arg == "y":
-            turn.state.stage = "group"
+            self._fresh(turn, "group", consented=True)
+            await self._remember_contact(turn)
             self._advance(turn)
             self._render_groups(turn)
         elif arg == "n":
+            if not turn.state.consented:
+                turn.forget = True  # no session, no contact: nothing at all is kept
             turn.state.stage = "declined"
             self._advance(turn)
             turn.say(
                 turn._(
-                    "Understood, thank you. Nothing has been recorded. "
-                    "Send /start if you change your mind."
+                    "Understood, thank you. No answer was recorded, and you will not receive "
+                    "reminders. Send /start if you change your mind."
                 ),
                 edit=True,
             )
@@ -484,14 +516,21 @@ class Engine:
             self._advance(turn)
             self._render_units(turn)
             return
-        response_id = await turn.tx.create_response(
-            key, self.period, group.code, unit.code, turn.incoming.sender.channel, turn.now
+        response_id = new_response_id()
+        await turn.tx.create_response(
+            key,
+            self.period,
+            group.code,
+            unit.code,
+            turn.incoming.sender.channel,
+            started_seal=seal_time(self.secret_key, response_id, turn.now),
+            questionnaire_version=self.questionnaire.version_label,
+            response_id=response_id,
         )
         for screen_id, code in turn.state.screening.items():
-            await turn.tx.put_answer(response_id, f"screen_{screen_id}", code, turn.now)
+            await turn.tx.put_answer(response_id, f"screen_{screen_id}", code)
         turn.state.unit = unit.code
         turn.state.response_id = response_id
-        await self._set_contact_status(turn, "started")
         first = visible_questions(self.questionnaire, group.code, {})[0]
         await self._go_to(turn, first, {}, edit=True)
 
@@ -593,7 +632,7 @@ class Engine:
         self, turn: Turn, question: Question, value: AnswerValue, edit: bool
     ) -> None:
         assert turn.state.response_id is not None and turn.state.group is not None
-        await turn.tx.put_answer(turn.state.response_id, question.id, value, turn.now)
+        await turn.tx.put_answer(turn.state.response_id, question.id, value)
         answers = await self._answers(turn)
         following = next_question(self.questionnaire, turn.state.group, question.id, answers)
         await self._go_to(turn, following, answers, edit=edit)
@@ -624,7 +663,7 @@ class Engine:
             chosen = [c for c in chosen if c not in exclusive] + [arg]
         order = [o.code for o in question.options]
         chosen.sort(key=order.index)
-        await turn.tx.put_answer(turn.state.response_id, question.id, chosen, turn.now)
+        await turn.tx.put_answer(turn.state.response_id, question.id, chosen)
         answers[question.id] = chosen
         self._advance(turn)
         self._render_question(turn, question, answers, edit=True)
@@ -763,9 +802,17 @@ class Engine:
         await turn.tx.delete_answers(
             state.response_id, hidden_answered(self.questionnaire, state.group, answers)
         )
-        await turn.tx.complete_response(state.response_id, turn.now)
-        await record_completion(turn.tx, self.questionnaire, state.response_id, turn.now)
-        await self._set_contact_status(turn, "completed")
+        response = await turn.tx.get_response(state.response_id)
+        started = (
+            open_time(self.secret_key, state.response_id, response.started_seal)
+            if response is not None and response.started_seal
+            else None
+        )
+        duration = int((turn.now - started).total_seconds()) if started is not None else None
+        await turn.tx.complete_response(state.response_id, turn.now.date(), duration)
+        await record_completion(
+            turn.tx, self.questionnaire, state.response_id, duration, turn.now, self.bursts
+        )
         seq = self._reset(turn, "done")
         turn.say(
             "\n\n".join(
@@ -778,7 +825,9 @@ class Engine:
                     turn._(
                         "The inspectorate combines them with other respondents' answers into an "
                         "integrity index for each unit, to find and fix corruption risks before "
-                        "KPK's national survey. No one can see your individual answers."
+                        "KPK's national survey. Unit officials see only combined figures for "
+                        "groups of at least 5 people. Inspectorate analysts may check single "
+                        "answers, but without your name, chat ID or the time you answered."
                     ),
                 ]
             ),
@@ -814,7 +863,6 @@ class Engine:
         if arg == "y":
             if turn.state.response_id is not None:
                 await turn.tx.discard_response(turn.state.response_id)
-                await self._set_contact_status(turn, "none")
             self._reset(turn, "new")
             turn.say(
                 turn._("Your unfinished survey was discarded. Send /start to begin again."),
@@ -845,13 +893,19 @@ class Engine:
         return True
 
     def _reset(self, turn: Turn, stage: Stage) -> int:
+        self._fresh(turn, stage)
+        return self._advance(turn)
+
+    def _fresh(self, turn: Turn, stage: Stage, consented: bool | None = None) -> None:
+        """A clean state at ``stage``, keeping who it is, the language, consent and seq."""
+        old = turn.state
         turn.state = SessionState(
-            respondent_key=turn.state.respondent_key,
-            locale=turn.state.locale,
-            seq=turn.state.seq,
+            respondent_key=old.respondent_key,
+            locale=old.locale,
+            seq=old.seq,
+            consented=old.consented if consented is None else consented,
             stage=stage,
         )
-        return self._advance(turn)
 
     async def _erase(self, turn: Turn) -> None:
         response = await turn.tx.open_response(turn.state.respondent_key)
@@ -860,28 +914,23 @@ class Engine:
         sender = turn.incoming.sender
         if sender.address is not None:
             await turn.tx.delete_contact(sender.channel, sender.address)
-        await turn.tx.delete_session(turn.state.respondent_key)
-        turn.erased = True
+        await turn.tx.dissociate(turn.state.respondent_key)
+        turn.forget = True
         turn.say(
             turn._(
-                "Done: your contact details and unfinished survey were erased. You will not "
-                "receive reminders. Completed anonymous answers remain in the statistics."
+                "Done: your contact details and unfinished survey were erased, and your "
+                "completed answers can no longer be linked to you. You will not receive "
+                "reminders."
             ),
             edit=True,
         )
 
     # -- contacts ----------------------------------------------------------
     async def _remember_contact(self, turn: Turn) -> None:
+        """Only someone who consented becomes a contact (for reminders)."""
         sender = turn.incoming.sender
-        if sender.address is not None:
-            await turn.tx.upsert_contact(
-                sender.channel, sender.address, turn.state.locale, turn.now
-            )
-
-    async def _set_contact_status(self, turn: Turn, status: str) -> None:
-        sender = turn.incoming.sender
-        if sender.address is not None:
-            await turn.tx.set_contact_status(sender.channel, sender.address, status, turn.now)
+        if sender.address is not None and turn.state.consented:
+            await turn.tx.upsert_contact(sender.channel, sender.address, turn.state.locale)
 
     # -- texts -------------------------------------------------------------
     def _help_text(self, turn: Turn) -> str:
@@ -901,25 +950,52 @@ class Engine:
         )
 
     def _privacy_text(self, turn: Turn) -> str:
-        return "\n\n".join(
-            [
-                bold(turn._("Your privacy")),
-                turn._(
-                    "Your answers are stored under a pseudonym computed with a secret key from "
-                    "your account number. The answer tables contain no Telegram ID, chat ID, "
-                    "name or username."
-                ),
-                turn._(
-                    "To send reminders we keep your chat ID, language and reminder preference "
-                    "in a separate table that is not linked to your answers. /berhenti stops "
-                    "reminders; /hapus_data erases this record."
-                ),
-                turn._(
-                    "Results are reported per unit and group only when at least 5 people "
-                    "answered, so no one can single out your answers."
-                ),
-            ]
-        )
+        notice = self.notice
+        parts = [
+            bold(turn._("Your privacy")),
+            turn._(
+                "What is kept: your answers, under a pseudonym computed with a secret key from "
+                "your account number, so that each person answers once per unit. With them "
+                "only the day you finished and how long it took, never a time of day, your "
+                "name, username or chat ID."
+            ),
+            turn._(
+                "For reminders, only if you agreed: your chat ID and language, in a separate "
+                "table with no pseudonym and no times. /berhenti stops reminders; /hapus_data "
+                "erases this record and cuts your completed answers loose from your pseudonym."
+            ),
+            turn._(
+                "Who sees what: unit officials see only combined figures for groups of at "
+                "least 5 people, refreshed only after at least 5 new answers. Inspectorate "
+                "analysts get exports without names, IDs or times of day; typed answers are "
+                "reviewed before use and kept apart."
+            ),
+            turn._(
+                "How long: contact details, unfinished surveys and reminder records are deleted "
+                "{days} days after the survey period closes. Combined figures and answers that "
+                "can no longer be linked to anyone are kept."
+            ).format(days=notice.retention_days),
+            turn._(
+                "Controller: {controller}, for its integrity programme, as a task in the public "
+                "interest (UU 27/2022 on personal data protection)."
+            ).format(controller=html.escape(notice.controller)),
+        ]
+        if notice.contact:
+            parts.append(
+                turn._("Questions or requests: {contact}").format(
+                    contact=html.escape(notice.contact)
+                )
+            )
+        return "\n\n".join(parts)
+
+
+@dataclass(frozen=True)
+class PrivacyNotice:
+    """Who answers for the data, and how long chat-side records live (from settings)."""
+
+    controller: str = "Inspektorat"
+    contact: str = ""
+    retention_days: int = 90
 
 
 def bold(text: str) -> str:

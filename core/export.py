@@ -42,9 +42,10 @@ from core.aggregates import (
     flag_counts,
     load_unit_aggregate,
 )
+from core.model import AnswerValue
 from core.questionnaire import Questionnaire
 from core.scoring import Band, group_index, item_score, score_unit
-from core.storage import AnswerValue, Transaction
+from core.storage import Transaction
 from core.units import UnitRegistry
 
 Cell = str | int | float | None
@@ -199,7 +200,7 @@ async def export_rows(
                 "period",
                 "group",
                 "unit_code",
-                "completed_at",
+                "completed_on",
                 "duration_seconds",
                 "flags",
                 "counted",
@@ -220,7 +221,7 @@ async def _answer_rows(
     """Every answer of every completed response, in questionnaire order per response."""
     order = {q.id: i for i, q in enumerate(questionnaire.questions)}
     rows = await tx.fetchall(
-        "SELECT r.id, r.respondent_key, r.group_code, r.unit_code, r.completed_at, "
+        "SELECT r.id, r.respondent_key, r.group_code, r.unit_code, r.completed_on, "
         "r.duration_seconds, r.flags, r.counted, a.question_id, a.value "
         "FROM responses r JOIN answers a ON a.response_id = r.id "
         "WHERE r.period = ? AND r.status = 'completed'",
@@ -238,7 +239,7 @@ async def _answer_rows(
                 period,
                 row["group_code"],
                 row["unit_code"],
-                row["completed_at"],
+                row["completed_on"],
                 row["duration_seconds"],
                 row["flags"],
                 row["counted"],

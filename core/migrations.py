@@ -171,4 +171,117 @@ CREATE INDEX responses_flagged ON responses (period, unit_code)
     WHERE status = 'completed' AND flags != ''
 """
 
-MIGRATIONS: list[str] = [V1_CONVERSATION, V2_SCORING_AND_ACCESS, V3_BROADCASTS, V4_FLAGGED_INDEX]
+# Unlinkable at rest (see docs/PRIVACY.md). Nothing on the answer side (sessions,
+# responses, answers, scores) shares a time, an insertion order or a transaction
+# with anything on the chat side (contacts, deliveries):
+# - responses get random ids: the table's b-tree order is no longer arrival order;
+# - a response keeps its start only sealed with the key (for its duration), and once
+#   complete only the day, the duration and what scoring and the flags need;
+# - answers lose their times; sessions and contacts lose theirs and their rowids;
+# - contacts no longer carry a survey status: reminders derive it with the key.
+# Migrated in-progress responses lose their start (their duration is unknown).
+# The old tables are dropped; Storage.open vacuums after this step so that no freed
+# page keeps their rows.
+V5_UNLINKABLE = """
+CREATE TEMP TABLE v5_ids AS
+    SELECT id AS old_id, (abs(random()) % 9007199254740990) + 1 AS new_id FROM responses;
+CREATE TABLE responses_v5 (
+    id INTEGER PRIMARY KEY,
+    respondent_key TEXT NOT NULL,
+    period TEXT NOT NULL,
+    group_code TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('in_progress', 'completed')),
+    channel TEXT NOT NULL,
+    questionnaire_version TEXT NOT NULL DEFAULT '',
+    started_seal TEXT,
+    completed_on TEXT,
+    duration_seconds INTEGER,
+    respondent_index REAL,
+    flags TEXT NOT NULL DEFAULT '',
+    counted INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO responses_v5 (id, respondent_key, period, group_code, unit_code, status, channel,
+        completed_on, duration_seconds, respondent_index, flags, counted)
+    SELECT m.new_id, r.respondent_key, r.period, r.group_code, r.unit_code, r.status, r.channel,
+        substr(r.completed_at, 1, 10), r.duration_seconds, r.respondent_index, r.flags, r.counted
+    FROM responses r JOIN v5_ids m ON m.old_id = r.id ORDER BY m.new_id;
+CREATE TABLE answers_v5 (
+    response_id INTEGER NOT NULL REFERENCES responses_v5 (id) ON DELETE CASCADE,
+    question_id TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (response_id, question_id)
+) WITHOUT ROWID;
+INSERT INTO answers_v5 SELECT m.new_id, a.question_id, a.value
+    FROM answers a JOIN v5_ids m ON m.old_id = a.response_id ORDER BY m.new_id;
+CREATE TABLE response_scores_v5 (
+    response_id INTEGER NOT NULL REFERENCES responses_v5 (id) ON DELETE CASCADE,
+    dimension TEXT NOT NULL,
+    score REAL NOT NULL,
+    PRIMARY KEY (response_id, dimension)
+) WITHOUT ROWID;
+INSERT INTO response_scores_v5 SELECT m.new_id, s.dimension, s.score
+    FROM response_scores s JOIN v5_ids m ON m.old_id = s.response_id ORDER BY m.new_id;
+CREATE TABLE sessions_v5 (
+    respondent_key TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+) WITHOUT ROWID;
+INSERT INTO sessions_v5 SELECT respondent_key, state FROM sessions ORDER BY respondent_key;
+CREATE TABLE contacts_v5 (
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    locale TEXT NOT NULL,
+    opted_out INTEGER NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (channel, address)
+) WITHOUT ROWID;
+INSERT INTO contacts_v5 SELECT channel, address, locale, opted_out, active FROM contacts
+    ORDER BY channel, address;
+DROP TABLE answers;
+DROP TABLE response_scores;
+DROP TABLE responses;
+DROP TABLE sessions;
+DROP TABLE contacts;
+DROP TABLE v5_ids;
+ALTER TABLE responses_v5 RENAME TO responses;
+ALTER TABLE answers_v5 RENAME TO answers;
+ALTER TABLE response_scores_v5 RENAME TO response_scores;
+ALTER TABLE sessions_v5 RENAME TO sessions;
+ALTER TABLE contacts_v5 RENAME TO contacts;
+CREATE UNIQUE INDEX responses_one_open ON responses (respondent_key)
+    WHERE status = 'in_progress';
+CREATE UNIQUE INDEX responses_one_per_unit ON responses (respondent_key, period, unit_code)
+    WHERE status = 'completed';
+CREATE UNIQUE INDEX responses_one_internal ON responses (respondent_key, period)
+    WHERE status = 'completed' AND group_code = 'internal';
+CREATE INDEX responses_by_unit ON responses (period, unit_code, status);
+CREATE INDEX responses_flagged ON responses (period, unit_code)
+    WHERE status = 'completed' AND flags != '';
+CREATE TRIGGER contacts_erased_forget_deliveries AFTER DELETE ON contacts
+BEGIN
+    DELETE FROM deliveries WHERE channel = OLD.channel AND address = OLD.address; END;
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only'); END
+"""
+
+MIGRATIONS: list[str] = [
+    V1_CONVERSATION,
+    V2_SCORING_AND_ACCESS,
+    V3_BROADCASTS,
+    V4_FLAGGED_INDEX,
+    V5_UNLINKABLE,
+]
+# The first schema version whose tables can no longer be linked; opening a database
+# from before it vacuums after migrating, so no freed page keeps the old rows.
+UNLINKABLE_SINCE = 5

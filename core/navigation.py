@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from core.model import AnswerValue
 from core.questionnaire import Question, Questionnaire
-from core.storage import AnswerValue
 
 
 def is_visible(question: Question, answers: Mapping[str, AnswerValue]) -> bool:

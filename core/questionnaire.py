@@ -148,6 +148,9 @@ class QualityRules(_Model):
 
 class Questionnaire(_Model):
     period: Annotated[str, Field(min_length=1, max_length=16)]
+    # Bumped whenever wording, options or scores change; each response records
+    # the version it was answered on.
+    version: Annotated[str, Field(min_length=1, max_length=16)] = "1"
     title: LocalizedText
     intro: LocalizedText
     scales: dict[str, list[Option]] = Field(default_factory=dict)
@@ -156,6 +159,10 @@ class Questionnaire(_Model):
     questions: Annotated[list[Question], Field(min_length=1)]
     bands: Bands = Bands()
     quality: QualityRules = QualityRules()
+
+    @property
+    def version_label(self) -> str:
+        return f"{self.period}/{self.version}"
 
     def group(self, code: str) -> Group | None:
         return next((g for g in self.groups if g.code == code), None)

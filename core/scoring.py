@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from core.model import AnswerValue
 from core.questionnaire import Bands, Question, Questionnaire
-from core.storage import AnswerValue
 
 Band = Literal["terjaga", "waspada", "riskan"]
 K_ANONYMITY = 5  # no breakdown is shown for fewer respondents than this

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import logging
 import os
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -22,58 +23,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from core.migrations import MIGRATIONS
-
-AnswerValue = str | float | int | list[str] | None
-Stage = Literal[
-    "new",
-    "consent",
-    "declined",
-    "group",
-    "screening",
-    "ineligible",
-    "unit",
-    "question",
-    "review",
-    "cancel",
-    "erase",
-    "done",
-]
-
+from core.migrations import MIGRATIONS, UNLINKABLE_SINCE
+from core.model import AnswerValue, SessionState, SurveyStatus, iso
 
 log = logging.getLogger(__name__)
+RESPONSE_ID_SPACE = 2**53 - 1  # exact in a spreadsheet and in JSON
 # Pages in the WAL before a commit checkpoints by itself when background checkpoints run.
 BACKGROUND_AUTOCHECKPOINT = 10_000
 
 
 class StorageError(Exception):
     """The database cannot be used (corrupt, unreadable, newer schema)."""
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
-
-
-class SessionState(BaseModel):
-    """Where one pseudonymous respondent is in the conversation."""
-
-    respondent_key: str
-    locale: str = "id"
-    stage: Stage = "new"
-    seq: int = 0
-    group: str | None = None
-    screening: dict[str, str] = Field(default_factory=dict)
-    unit: str | None = None
-    unit_query: str | None = None
-    unit_page: int = 0
-    response_id: int | None = None
-    question_id: str | None = None
 
 
 class ResponseRow(BaseModel):
@@ -83,19 +45,23 @@ class ResponseRow(BaseModel):
     group: str
     unit: str
     status: Literal["in_progress", "completed"]
-    started_at: str
-    completed_at: str | None = None
+    started_seal: str | None = None
+    completed_on: str | None = None
 
 
 class Contact(BaseModel):
-    """A reachable chat, kept apart from answers: no link to a pseudonym."""
+    """A reachable chat, kept apart from answers: no pseudonym, no time, no row order."""
 
     channel: str
     address: str
     locale: str
     opted_out: bool = False
     active: bool = True
-    survey_status: Literal["none", "started", "completed"] = "none"
+
+
+def new_response_id() -> int:
+    """Random, so the responses table's order says nothing about arrival order."""
+    return secrets.randbelow(RESPONSE_ID_SPACE) + 1
 
 
 class Transaction:
@@ -116,6 +82,9 @@ class Transaction:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = await self.db.execute(sql, params)
         return cursor.rowcount
+
+    async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        await self.db.executemany(sql, params)
 
     async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = await self.db.execute(sql, params)
@@ -142,12 +111,11 @@ class Transaction:
         row = await self.fetchone("SELECT state FROM sessions WHERE respondent_key = ?", (key,))
         return SessionState.model_validate_json(row["state"]) if row else None
 
-    async def save_session(self, state: SessionState, now: dt.datetime) -> None:
+    async def save_session(self, state: SessionState) -> None:
         await self.execute(
-            "INSERT INTO sessions(respondent_key, state, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(respondent_key) DO UPDATE SET state = excluded.state, "
-            "updated_at = excluded.updated_at",
-            (state.respondent_key, state.model_dump_json(), iso(now)),
+            "INSERT INTO sessions(respondent_key, state) VALUES (?, ?) "
+            "ON CONFLICT(respondent_key) DO UPDATE SET state = excluded.state",
+            (state.respondent_key, state.model_dump_json()),
         )
 
     async def delete_session(self, key: str) -> None:
@@ -181,20 +149,51 @@ class Transaction:
         return str(row["unit_code"]) if row else None
 
     async def create_response(
-        self, key: str, period: str, group: str, unit: str, channel: str, now: dt.datetime
+        self,
+        key: str,
+        period: str,
+        group: str,
+        unit: str,
+        channel: str,
+        started_seal: str | None = None,
+        questionnaire_version: str = "",
+        response_id: int | None = None,
     ) -> int:
-        return await self.insert(
-            "INSERT INTO responses(respondent_key, period, group_code, unit_code, status, "
-            "channel, started_at) VALUES (?, ?, ?, ?, 'in_progress', ?, ?)",
-            (key, period, group, unit, channel, iso(now)),
+        """A new in-progress response under a random id (or the one given)."""
+        response_id = response_id if response_id is not None else new_response_id()
+        await self.execute(
+            "INSERT INTO responses(id, respondent_key, period, group_code, unit_code, status, "
+            "channel, questionnaire_version, started_seal) "
+            "VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?, ?)",
+            (response_id, key, period, group, unit, channel, questionnaire_version, started_seal),
+        )
+        return response_id
+
+    async def complete_response(
+        self, response_id: int, day: dt.date, duration_seconds: int | None
+    ) -> None:
+        """Completed: the start is forgotten; the day and the duration remain."""
+        await self.execute(
+            "UPDATE responses SET status = 'completed', completed_on = ?, started_seal = NULL, "
+            "duration_seconds = ? WHERE id = ? AND status = 'in_progress'",
+            (day.isoformat(), duration_seconds, response_id),
         )
 
-    async def complete_response(self, response_id: int, now: dt.datetime) -> None:
-        await self.execute(
-            "UPDATE responses SET status = 'completed', completed_at = ? WHERE id = ? "
-            "AND status = 'in_progress'",
-            (iso(now), response_id),
+    async def dissociate(self, key: str) -> int:
+        """Cut a person's completed responses loose from their pseudonym (/hapus_data).
+
+        Each gets a random key of its own and loses its day: the answers stay in the
+        statistics, but nobody, not even the key holder, can find them from the person.
+        """
+        rows = await self.fetchall(
+            "SELECT id FROM responses WHERE respondent_key = ? AND status = 'completed'", (key,)
         )
+        for row in rows:
+            await self.execute(
+                "UPDATE responses SET respondent_key = ?, completed_on = NULL WHERE id = ?",
+                (secrets.token_hex(32), row["id"]),
+            )
+        return len(rows)
 
     async def discard_response(self, response_id: int) -> None:
         await self.execute(
@@ -208,14 +207,11 @@ class Transaction:
         )
         return {r["question_id"]: json.loads(r["value"]) for r in rows}
 
-    async def put_answer(
-        self, response_id: int, question_id: str, value: AnswerValue, now: dt.datetime
-    ) -> None:
+    async def put_answer(self, response_id: int, question_id: str, value: AnswerValue) -> None:
         await self.execute(
-            "INSERT INTO answers(response_id, question_id, value, answered_at) VALUES (?,?,?,?) "
-            "ON CONFLICT(response_id, question_id) DO UPDATE SET value = excluded.value, "
-            "answered_at = excluded.answered_at",
-            (response_id, question_id, json.dumps(value, ensure_ascii=False), iso(now)),
+            "INSERT INTO answers(response_id, question_id, value) VALUES (?, ?, ?) "
+            "ON CONFLICT(response_id, question_id) DO UPDATE SET value = excluded.value",
+            (response_id, question_id, json.dumps(value, ensure_ascii=False)),
         )
 
     async def delete_answers(self, response_id: int, question_ids: Sequence[str]) -> None:
@@ -226,40 +222,33 @@ class Transaction:
             )
 
     # -- contacts --------------------------------------------------------
-    async def upsert_contact(
-        self, channel: str, address: str, locale: str, now: dt.datetime
-    ) -> None:
+    # Contact rows are written only by explicit chat-side actions (consent, language,
+    # reminder preferences, erasure, a blocked bot), never when an answer is saved.
+    async def upsert_contact(self, channel: str, address: str, locale: str) -> None:
         await self.execute(
-            "INSERT INTO contacts(channel, address, locale, opted_out, active, survey_status, "
-            "updated_at) VALUES (?, ?, ?, 0, 1, 'none', ?) ON CONFLICT(channel, address) DO "
-            "UPDATE SET locale = excluded.locale, active = 1, updated_at = excluded.updated_at",
-            (channel, address, locale, iso(now)),
+            "INSERT INTO contacts(channel, address, locale, opted_out, active) "
+            "VALUES (?, ?, ?, 0, 1) ON CONFLICT(channel, address) DO "
+            "UPDATE SET locale = excluded.locale, active = 1",
+            (channel, address, locale),
         )
 
-    async def set_contact_status(
-        self, channel: str, address: str, status: str, now: dt.datetime
-    ) -> None:
-        # A completed contact stays completed: starting a second unit must not
-        # turn them back into someone to remind.
+    async def set_contact_locale(self, channel: str, address: str, locale: str) -> None:
         await self.execute(
-            "UPDATE contacts SET survey_status = ?, updated_at = ? WHERE channel = ? AND "
-            "address = ? AND NOT (survey_status = 'completed' AND ? != 'completed')",
-            (status, iso(now), channel, address, status),
+            "UPDATE contacts SET locale = ? WHERE channel = ? AND address = ?",
+            (locale, channel, address),
         )
 
-    async def set_contact_opt_out(
-        self, channel: str, address: str, opted_out: bool, now: dt.datetime
-    ) -> bool:
+    async def set_contact_opt_out(self, channel: str, address: str, opted_out: bool) -> bool:
         changed = await self.execute(
-            "UPDATE contacts SET opted_out = ?, updated_at = ? WHERE channel = ? AND address = ?",
-            (int(opted_out), iso(now), channel, address),
+            "UPDATE contacts SET opted_out = ? WHERE channel = ? AND address = ?",
+            (int(opted_out), channel, address),
         )
         return changed == 1
 
-    async def mark_contact_inactive(self, channel: str, address: str, now: dt.datetime) -> None:
+    async def mark_contact_inactive(self, channel: str, address: str) -> None:
         await self.execute(
-            "UPDATE contacts SET active = 0, updated_at = ? WHERE channel = ? AND address = ?",
-            (iso(now), channel, address),
+            "UPDATE contacts SET active = 0 WHERE channel = ? AND address = ?",
+            (channel, address),
         )
 
     async def delete_contact(self, channel: str, address: str) -> None:
@@ -279,7 +268,27 @@ class Transaction:
             locale=row["locale"],
             opted_out=bool(row["opted_out"]),
             active=bool(row["active"]),
-            survey_status=row["survey_status"],
+        )
+
+    async def survey_status(self, key: str, period: str) -> SurveyStatus:
+        """Derived from the responses at the moment it is needed (reminders), with the
+        pseudonym the caller computed: contacts never store it."""
+        row = await self.fetchone(
+            "SELECT MAX(status = 'completed') AS done, MAX(status = 'in_progress') AS open "
+            "FROM responses WHERE respondent_key = ? AND (period = ? OR status = 'in_progress')",
+            (key, period),
+        )
+        if row is None or row["done"] is None:
+            return "none"
+        if row["done"]:  # as before: someone who completed is not reminded again
+            return "completed"
+        return "started" if row["open"] else "none"
+
+    async def audit(self, actor: str, action: str, detail: str, now: dt.datetime) -> None:
+        """Append one line to the audit log (the table refuses updates and deletes)."""
+        await self.execute(
+            "INSERT INTO audit_log(at, actor, action, detail) VALUES (?, ?, ?, ?)",
+            (iso(now), actor, action, detail),
         )
 
 
@@ -291,8 +300,8 @@ def _response(row: sqlite3.Row) -> ResponseRow:
         group=row["group_code"],
         unit=row["unit_code"],
         status=row["status"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
+        started_seal=row["started_seal"],
+        completed_on=row["completed_on"],
     )
 
 
@@ -364,6 +373,9 @@ class Storage:
             "PRAGMA synchronous = FULL",
             "PRAGMA foreign_keys = ON",
             "PRAGMA busy_timeout = 5000",
+            # Deleted rows (a declined consent, an erased contact) are overwritten,
+            # not left readable in free pages of the file.
+            "PRAGMA secure_delete = ON",
         ):
             await self._db.execute(pragma)
 
@@ -396,6 +408,10 @@ class Storage:
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
+        if 0 < version < UNLINKABLE_SINCE <= len(MIGRATIONS):
+            # Rows of the linkable tables may survive in freed pages: rewrite the file.
+            await self._db.execute("VACUUM")
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

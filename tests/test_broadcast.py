@@ -27,12 +27,16 @@ from bot.jobs import MAX_IN_FLIGHT, Clock, request_never_sent
 from bot.services import AnyApplication, Services, open_services
 from core import broadcast as bc
 from core.config import PROJECT_ROOT, Settings
-from core.storage import Storage, utcnow
+from core.identity import pseudonym
+from core.model import utcnow
+from core.storage import Storage
 from tests.bot_process import bot_env
+from tests.conftest import SECRET
 from tests.fake_bot_api import ApiCall, FakeBotApi
 from tests.telegram_driver import TelegramUser, settings_for
 
 JAKARTA_OFFSET = dt.timedelta(hours=7)
+PERIOD = "2025"
 ADMIN = 9001
 OUTSIDER = 9002
 PAST_WINDOW = {
@@ -62,11 +66,18 @@ async def seed(db_path: Path, contacts: dict[int, tuple[str, str, bool, bool]]) 
     try:
         async with storage.transaction() as tx:
             for chat, (locale, status, opted_out, active) in contacts.items():
-                await tx.upsert_contact("telegram", str(chat), locale, now)
-                await tx.set_contact_status("telegram", str(chat), status, now)
-                await tx.set_contact_opt_out("telegram", str(chat), opted_out, now)
+                await tx.upsert_contact("telegram", str(chat), locale)
+                await tx.set_contact_opt_out("telegram", str(chat), opted_out)
                 if not active:
-                    await tx.mark_contact_inactive("telegram", str(chat), now)
+                    await tx.mark_contact_inactive("telegram", str(chat))
+                if status != "none":
+                    # Progress lives only under the respondent's pseudonym, as in real use.
+                    key = pseudonym(SECRET, "telegram", str(chat))
+                    response = await tx.create_response(
+                        key, PERIOD, "eksternal", "dinkes", "telegram"
+                    )
+                    if status == "completed":
+                        await tx.complete_response(response, now.date(), 600)
     finally:
         await storage.close()
 
@@ -83,6 +94,7 @@ async def seed_broadcast(db_path: Path, chats: Iterable[int], text: str) -> int:
                 audience="all",
                 channels=("telegram",),
                 now=utcnow(),
+                progress=bc.SurveyProgress(SECRET, PERIOD),
             )
     finally:
         await storage.close()

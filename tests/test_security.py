@@ -128,7 +128,7 @@ async def test_backup_and_corrupt_file(tmp_path: Path) -> None:
     db_path = tmp_path / "spi.sqlite3"
     storage = await Storage.open(db_path)
     async with storage.transaction() as tx:
-        await tx.upsert_contact("telegram", "1", "id", dt.datetime.now(dt.UTC))
+        await tx.upsert_contact("telegram", "1", "id")
     await storage.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SPI_"))}
     env["DATABASE_PATH"] = str(db_path)

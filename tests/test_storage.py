@@ -36,23 +36,23 @@ async def test_durability_pragmas_and_migrations(db_path: Path) -> None:
 
 async def test_an_answer_is_keyed_by_response_and_question(storage: Storage) -> None:
     async with storage.transaction() as tx:
-        response = await tx.create_response("key", "2025", "eksternal", "dinkes", "t", NOW)
-        await tx.put_answer(response, "q1", "a", NOW)
-        await tx.put_answer(response, "q1", "b", NOW)
+        response = await tx.create_response("key", "2025", "eksternal", "dinkes", "t")
+        await tx.put_answer(response, "q1", "a")
+        await tx.put_answer(response, "q1", "b")
         assert await tx.answers(response) == {"q1": "b"}
     with pytest.raises(sqlite3.IntegrityError):
         async with storage.transaction() as tx:
-            await tx.create_response("key", "2025", "eksternal", "bappeda", "t", NOW)
+            await tx.create_response("key", "2025", "eksternal", "bappeda", "t")
     async with storage.transaction() as tx:  # the failed transaction left nothing behind
         assert (await tx.open_response("key")) is not None
-        await tx.complete_response(response, NOW)
-        second = await tx.create_response("key", "2025", "eksternal", "dinkes", "t", NOW)
+        await tx.complete_response(response, NOW.date(), 600)
+        second = await tx.create_response("key", "2025", "eksternal", "dinkes", "t")
     # the unique index refuses a second completed response for the same unit and period
     with pytest.raises(sqlite3.IntegrityError):
         async with storage.transaction() as tx:
-            await tx.complete_response(second, NOW)
+            await tx.complete_response(second, NOW.date(), 600)
     async with storage.transaction() as tx:
-        rows = await tx.fetchall("SELECT status FROM responses ORDER BY id")
+        rows = await tx.fetchall("SELECT status FROM responses ORDER BY status")
     assert [r["status"] for r in rows] == ["completed", "in_progress"]
 
 
@@ -61,7 +61,7 @@ async def test_background_checkpoints_move_pages_into_the_database(db_path: Path
     before = db_path.stat().st_size
     async with storage.transaction() as tx:
         for i in range(300):
-            await tx.upsert_contact("telegram", str(i), "id", NOW)
+            await tx.upsert_contact("telegram", str(i), "id")
     storage.start_background_checkpoints(interval=0.05)
     for _ in range(100):
         await asyncio.sleep(0.05)
