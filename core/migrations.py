@@ -275,12 +275,24 @@ BEGIN
     SELECT RAISE(ABORT, 'audit_log is append-only'); END
 """
 
+# Survey periods closed with `spi-bot close-period`: their figures are final, and the
+# chat-side records of the period are purged once `purge_after` has passed.
+V6_PERIODS = """
+CREATE TABLE periods (
+    period TEXT PRIMARY KEY,
+    closed_on TEXT NOT NULL,
+    purge_after TEXT NOT NULL,
+    purged_on TEXT
+) WITHOUT ROWID
+"""
+
 MIGRATIONS: list[str] = [
     V1_CONVERSATION,
     V2_SCORING_AND_ACCESS,
     V3_BROADCASTS,
     V4_FLAGGED_INDEX,
     V5_UNLINKABLE,
+    V6_PERIODS,
 ]
 # The first schema version whose tables can no longer be linked; opening a database
 # from before it vacuums after migrating, so no freed page keeps the old rows.
