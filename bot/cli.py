@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True)
     backup = sub.add_parser("backup", help="copy the live database (online backup)")
     backup.add_argument("file", type=Path)
+    close = sub.add_parser("close-period", help="freeze a survey period; schedule its purge")
+    close.add_argument("period")
+    sub.add_parser("purge", help="purge chat-side records of periods past their retention")
     return parser
 
 
@@ -156,6 +159,14 @@ def _main(args: argparse.Namespace) -> int:
         from bot.export_cli import export_command
 
         return asyncio.run(export_command(settings, args.format, args.out))
+    elif command == "close-period":
+        from bot.retention_cli import close_period_command
+
+        return asyncio.run(close_period_command(settings, args.period))
+    elif command == "purge":
+        from bot.retention_cli import purge_command
+
+        return asyncio.run(purge_command(settings))
     elif command == "backup":
         from core.storage import Storage
 

@@ -20,6 +20,7 @@ from core.config import MIN_SECRET_LENGTH, Settings, SettingsError
 from core.engine import Engine, PrivacyNotice
 from core.model import utcnow
 from core.questionnaire import Questionnaire, load_questionnaire
+from core.retention import purge_due
 from core.storage import Storage
 from core.units import UnitRegistry, load_units
 
@@ -77,6 +78,7 @@ async def open_services(settings: Settings, secret_key: bytes | None = None) -> 
     storage = await Storage.open(settings.database_path)
     async with storage.transaction() as tx:
         await tx.prune_events(utcnow() - EVENT_MEMORY)
+        await purge_due(tx, dt.datetime.now(settings.tz).date())
     notice = PrivacyNotice(
         controller=settings.data_controller,
         contact=settings.privacy_contact,

@@ -39,6 +39,7 @@ from core.navigation import (
     visible_questions,
 )
 from core.questionnaire import Group, Question, Questionnaire
+from core.retention import is_closed
 from core.storage import Storage, Transaction, new_response_id
 from core.units import Unit, UnitRegistry
 
@@ -319,7 +320,9 @@ class Engine:
         )
 
     async def _on_consent(self, turn: Turn, arg: str) -> None:
-        if arg == "y":
+        if arg == "y" and await is_closed(turn.tx, self.period):
+            self._say_closed(turn)
+        elif arg == "y":
             self._fresh(turn, "group", consented=True)
             await self._remember_contact(turn)
             self._advance(turn)
@@ -782,9 +785,21 @@ class Engine:
             edit=edit,
         )
 
+    def _say_closed(self, turn: Turn) -> None:
+        turn.say(
+            turn._(
+                "The survey period {period} is closed and its results are final. Thank you for "
+                "your interest."
+            ).format(period=html.escape(self.period)),
+            edit=turn.pressed,
+        )
+
     async def _on_send(self, turn: Turn, arg: str) -> None:
         state = turn.state
         assert state.response_id is not None and state.group is not None
+        if await is_closed(turn.tx, self.period):
+            self._say_closed(turn)
+            return
         answers = await self._answers(turn)
         missing = first_unanswered(self.questionnaire, state.group, answers)
         if missing is not None:
