@@ -164,9 +164,12 @@ class QualityRules(_Model):
     median_after: Annotated[int, Field(ge=3)] = 30
     # Straight-lining: at least `straight_min_items` scored answers, on items
     # keyed both ways, whose option positions (0 = first, 1 = last scored
-    # option) have a standard deviation of at most `straight_max_sd`.
+    # option) have a standard deviation of at most `straight_max_sd` and lean
+    # to one end: |1 - 2 x mean position| >= `straight_min_lean` (a flat line in
+    # the middle is consistent with both keyings, so it is not evidence).
     straight_min_items: Annotated[int, Field(ge=3)] = 8
     straight_max_sd: Annotated[float, Field(ge=0, le=0.5)] = 0.15
+    straight_min_lean: Annotated[float, Field(ge=0, le=1)] = 0.5
     # Bursts: completions for one unit and group within `burst_minutes`, at
     # least max(burst_base[group], burst_share[group] x population).
     burst_minutes: Annotated[int, Field(ge=1)] = 10
