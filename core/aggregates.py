@@ -21,7 +21,6 @@ from core.quality import (
     BurstWatch,
     burst_threshold,
     flag_counts,
-    group_durations,
     parse_flags,
     quality_flags,
     speeder_threshold,
@@ -64,9 +63,11 @@ async def record_completion(
     index = respondent_index(questionnaire, dimension_scores)
     threshold = None
     if duration is not None:
-        earlier = await group_durations(tx, response.period, response.group)
+        earlier = await bursts.durations.get(tx, response.period, response.group, response_id)
         threshold = speeder_threshold(questionnaire, response.group, earlier)
     flags = quality_flags(questionnaire, response.group, answers, duration, threshold)
+    if duration is not None and FLAG_SPEEDER not in flags:
+        bursts.durations.add(response.period, response.group, duration)
     for dimension, score in dimension_scores.items():
         await tx.execute(
             "INSERT OR REPLACE INTO response_scores(response_id, dimension, score) VALUES (?,?,?)",

@@ -12,12 +12,13 @@ memory only (BurstWatch).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import math
 import statistics
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 from pydantic import BaseModel
@@ -59,30 +60,55 @@ def reading_floor(questionnaire: Questionnaire, group: str) -> float:
     return max(float(rules.min_seconds), seconds)
 
 
-def speeder_threshold(questionnaire: Questionnaire, group: str, durations: list[int]) -> float:
+def speeder_threshold(questionnaire: Questionnaire, group: str, durations: Sequence[int]) -> float:
     """Under this many seconds a response is a speeder.
 
     ``durations`` are the completion times of the group's earlier responses in
-    the period. Once there are enough of them, the threshold is a share of their
-    median; until then the reading floor. It never drops below ``min_seconds``.
+    the period, sorted. Once there are enough of them, the threshold is a share
+    of their median; until then the reading floor. Never below ``min_seconds``.
     """
     rules = questionnaire.quality
-    if len(durations) >= rules.median_after:
-        median = statistics.median(durations)
+    count = len(durations)
+    if count >= rules.median_after:
+        median = (durations[(count - 1) // 2] + durations[count // 2]) / 2
         return max(float(rules.min_seconds), rules.median_share * median)
     return reading_floor(questionnaire, group)
 
 
-async def group_durations(tx: Transaction, period: str, group: str) -> list[int]:
-    """Completion times of the group's completed responses in the period, speeders
-    left out so that a wave of them cannot lower the bar for the next."""
+async def group_durations(
+    tx: Transaction, period: str, group: str, leave_out: int | None = None
+) -> list[int]:
+    """Completion times of the group's completed responses in the period, sorted;
+    speeders are left out so that a wave of them cannot lower the bar for the next."""
     rows = await tx.fetchall(
         "SELECT duration_seconds FROM responses WHERE period = ? AND group_code = ? "
         "AND status = 'completed' AND duration_seconds IS NOT NULL "
-        "AND instr(flags, ?) = 0",
-        (period, group, FLAG_SPEEDER),
+        "AND instr(flags, ?) = 0 AND id != ?",
+        (period, group, FLAG_SPEEDER, leave_out if leave_out is not None else 0),
     )
-    return [int(r["duration_seconds"]) for r in rows]
+    return sorted(int(r["duration_seconds"]) for r in rows)
+
+
+class GroupDurations:
+    """The sorted completion times per period and group, kept in memory.
+
+    Read from the database once per group after start-up, then kept up to date
+    as responses complete, so the speeder rule costs no query per completion.
+    """
+
+    def __init__(self) -> None:
+        self._sorted: dict[tuple[str, str], list[int]] = {}
+
+    async def get(self, tx: Transaction, period: str, group: str, leave_out: int) -> list[int]:
+        key = (period, group)
+        if key not in self._sorted:
+            self._sorted[key] = await group_durations(tx, period, group, leave_out)
+        return self._sorted[key]
+
+    def add(self, period: str, group: str, seconds: int) -> None:
+        durations = self._sorted.get((period, group))
+        if durations is not None:
+            bisect.insort(durations, seconds)
 
 
 # -- straight-lining -----------------------------------------------------------------
@@ -169,7 +195,8 @@ def burst_threshold(rules: QualityRules, unit: str, group: str) -> int:
 
 
 class BurstWatch:
-    """Recent completions per unit and group, in memory only.
+    """Recent completions per unit and group, in memory only; and, for the
+    speeder rule, the groups' completion times (:class:`GroupDurations`).
 
     Burst detection needs completion times to the minute; keeping them in the
     database would give every completed response a time to join on. After a
@@ -178,6 +205,7 @@ class BurstWatch:
 
     def __init__(self) -> None:
         self._recent: dict[tuple[str, str, str], deque[tuple[dt.datetime, int]]] = {}
+        self.durations = GroupDurations()
 
     def completed(
         self,

@@ -14,6 +14,7 @@ Seeded, so the rates in docs/QUALITY.md can be reproduced (`python -m bench.flag
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import random
 from collections.abc import Callable
@@ -158,7 +159,7 @@ def simulate(questionnaire: Questionnaire, seed: int, population: dict[str, int]
         threshold = speeder_threshold(questionnaire, item.group, durations[item.group])
         flags = quality_flags(questionnaire, item.group, item.answers, item.seconds, threshold)
         if FLAG_SPEEDER not in flags:
-            durations[item.group].append(int(item.seconds))
+            bisect.insort(durations[item.group], int(item.seconds))
         rates.counts[item.kind] = rates.counts.get(item.kind, 0) + 1
         per_kind = rates.flagged.setdefault(item.kind, {})
         for flag in flags:

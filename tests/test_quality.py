@@ -111,10 +111,10 @@ def test_simulated_populations_honest_speeding_coached(questionnaire: Questionna
 
 def test_simulated_bursts_scale_with_population(questionnaire: Questionnaire) -> None:
     busy = questionnaire.model_copy(deep=True)
-    # a counter with a QR code: 1,500 service users a day, a third fill in the survey
-    assert burst_days(busy, 7, "dinkes", "eksternal", per_day=500, days=3)[0] > 0
-    busy.quality.population = {"dinkes": {"eksternal": 1500, "internal": 40}}
-    assert burst_days(busy, 7, "dinkes", "eksternal", per_day=500, days=3) == (0, 0)
+    # a counter with a QR code: 3,000 service users a day, a third fill in the survey
+    assert burst_days(busy, 7, "dinkes", "eksternal", per_day=1000, days=3)[0] > 0
+    busy.quality.population = {"dinkes": {"eksternal": 3000, "internal": 40}}
+    assert burst_days(busy, 7, "dinkes", "eksternal", per_day=1000, days=3) == (0, 0)
     # 15 of 40 staff filling in together in one room is a burst; the trickle is not
     assert burst_days(busy, 7, "dinkes", "internal", per_day=3, days=5, session=15) == (0, 15)
 
