@@ -141,13 +141,16 @@ def straight_lined(
     """
     rules = questionnaire.quality
     positions: list[float] = []
-    keys: set[bool] = set()
+    reverse = 0
     for question in questionnaire.questions_for(group):
         found = _scored_position(question, answers.get(question.id))
         if found is not None:
             positions.append(found[0])
-            keys.add(found[1])
-    if len(positions) < rules.straight_min_items or len(keys) < 2:
+            reverse += not found[1]
+    forward = len(positions) - reverse
+    if len(positions) < rules.straight_min_items:
+        return False
+    if min(forward, reverse) < rules.straight_min_each_way:
         return False
     flat = statistics.pstdev(positions) <= rules.straight_max_sd + 1e-9
     lean = abs(1 - 2 * statistics.fmean(positions))

@@ -162,12 +162,14 @@ class QualityRules(_Model):
     reading_wpm: Annotated[int, Field(ge=50, le=2000)] = 400
     median_share: Annotated[float, Field(gt=0, lt=1)] = 0.5
     median_after: Annotated[int, Field(ge=3)] = 30
-    # Straight-lining: at least `straight_min_items` scored answers, on items
-    # keyed both ways, whose option positions (0 = first, 1 = last scored
-    # option) have a standard deviation of at most `straight_max_sd` and lean
+    # Straight-lining: at least `straight_min_items` scored answers, at least
+    # `straight_min_each_way` of them on forward and on reverse-keyed items,
+    # whose option positions (0 = first, 1 = last scored option) have a
+    # standard deviation of at most `straight_max_sd` and lean
     # to one end: |1 - 2 x mean position| >= `straight_min_lean` (a flat line in
     # the middle is consistent with both keyings, so it is not evidence).
     straight_min_items: Annotated[int, Field(ge=3)] = 8
+    straight_min_each_way: Annotated[int, Field(ge=1)] = 2  # answers per keying
     straight_max_sd: Annotated[float, Field(ge=0, le=0.5)] = 0.15
     straight_min_lean: Annotated[float, Field(ge=0, le=1)] = 0.5
     # Bursts: completions for one unit and group within `burst_minutes`, at
