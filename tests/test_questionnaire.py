@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from core.config import PROJECT_ROOT
+from core.engine import Engine
 from core.navigation import visible_questions
 from core.questionnaire import (
     Questionnaire,
@@ -18,6 +21,7 @@ from core.questionnaire import (
 )
 from core.scoring import item_score
 from core.units import UnitRegistry, UnitsError, load_units
+from tests.survey_driver import Respondent, answer_all, start_as
 
 MINIMAL = """
 period = "2025"
@@ -335,6 +339,27 @@ def test_vendors_get_a_procurement_block(questionnaire: Questionnaire) -> None:
     for qid in block:
         question = questionnaire.question(qid)
         assert question is not None and question.dimension == "pbj"
+
+
+async def test_a_vendor_completes_the_procurement_block_and_gets_a_pbj_score(
+    engine: Engine, db_path: Path
+) -> None:
+    for user, role in (("vendor", "Penyedia"), ("resident", "Warga")):
+        r = Respondent(engine, user_id=user)
+        await start_as(r, "Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"], "kesehatan")
+        await r.press(role)
+        await answer_all(r)
+        await r.press("Kirim")
+        assert "Terima kasih" in r.text
+    with closing(sqlite3.connect(db_path)) as db:
+        scored = db.execute(
+            "SELECT s.dimension, COUNT(*) FROM response_scores s GROUP BY s.dimension"
+        ).fetchall()
+        pbj_answers = db.execute(
+            "SELECT question_id FROM answers WHERE question_id LIKE 'ex_pbj_%' ORDER BY 1"
+        ).fetchall()
+    assert dict(scored)["pbj"] == 1 and dict(scored)["integritas"] == 2
+    assert [q for (q,) in pbj_answers] == ["ex_pbj_adil", "ex_pbj_atur", "ex_pbj_diminta"]
 
 
 def test_units_registry_search(units: UnitRegistry) -> None:
