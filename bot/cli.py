@@ -1,4 +1,4 @@
-"""Command line: `spi-bot [run|console|check-questionnaire|export|backup]`.
+"""Command line: `spi-bot [run|console|check-questionnaire|export|backup|item-rates|flags]`.
 
 With no sub-command it runs the main job: the Telegram bot when a token is
 configured, otherwise the same survey in the terminal on a local database.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.config import Settings, SettingsError, load_settings
-from core.questionnaire import DataFileError, load_questionnaire
+from core.questionnaire import DataFileError, label_issues, load_questionnaire
 from core.storage import StorageError
 
 log = logging.getLogger("spi-bot")
@@ -75,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     close = sub.add_parser("close-period", help="freeze a survey period; schedule its purge")
     close.add_argument("period")
     sub.add_parser("purge", help="purge chat-side records of periods past their retention")
+    rates = sub.add_parser(
+        "item-rates", help='per item: shares of "Tidak tahu" and "Tidak ingin menjawab"'
+    )
+    rates.add_argument("--unit", help="one unit's code (default: all units)")
+    flags = sub.add_parser("flags", help="review data-quality flags")
+    flag_commands = flags.add_subparsers(dest="flags_command", required=True)
+    flag_list = flag_commands.add_parser("list", help="flagged responses of the period")
+    flag_list.add_argument("--unit", help="one unit's code (default: all units)")
+    for decision, text in (("unflag", "clear a response's flags"), ("keep", "keep them")):
+        review = flag_commands.add_parser(decision, help=text + " (logged with the reason)")
+        review.add_argument("response_id", type=int)
+        review.add_argument("--reason", required=True)
     return parser
 
 
@@ -84,6 +96,12 @@ def check_questionnaire(path: Path) -> int:
     except DataFileError as exc:
         print(f"{exc.path}: invalid questionnaire", file=sys.stderr)
         for issue in exc.issues:
+            print(f"  {issue.field}: {issue.reason}", file=sys.stderr)
+        return 1
+    too_long = label_issues(questionnaire)
+    if too_long:
+        print(f"{path}: labels too long for a channel", file=sys.stderr)
+        for issue in too_long:
             print(f"  {issue.field}: {issue.reason}", file=sys.stderr)
         return 1
     counts = ", ".join(
@@ -179,4 +197,16 @@ def _main(args: argparse.Namespace) -> int:
 
         asyncio.run(backup())
         print(f"backup written to {args.file}")
+    elif command in ("item-rates", "flags"):
+        from bot import quality_cli
+
+        if command == "item-rates":
+            return asyncio.run(quality_cli.item_rates_command(settings, args.unit))
+        if args.flags_command == "list":
+            return asyncio.run(quality_cli.flags_list_command(settings, args.unit))
+        return asyncio.run(
+            quality_cli.flags_review_command(
+                settings, args.response_id, args.flags_command, args.reason
+            )
+        )
     return 0

@@ -10,10 +10,21 @@ recomputation from the answers.
 from __future__ import annotations
 
 import datetime as dt
-from collections import deque
-from collections.abc import Mapping
+import json
+from typing import Literal
 
-from core.model import AnswerValue, iso
+from core.model import iso
+from core.quality import (
+    FLAG_BURST,
+    FLAG_SPEEDER,
+    FLAG_STRAIGHT,
+    BurstWatch,
+    burst_threshold,
+    flag_counts,
+    parse_flags,
+    quality_flags,
+    speeder_threshold,
+)
 from core.questionnaire import Questionnaire
 from core.scoring import (
     GroupAggregate,
@@ -25,54 +36,15 @@ from core.scoring import (
 )
 from core.storage import Transaction
 
-FLAG_SPEEDER = "speeder"
-FLAG_STRAIGHT = "straightline"
-FLAG_BURST = "burst"
-STRAIGHT_MIN_ITEMS = 8
-
-
-def quality_flags(
-    questionnaire: Questionnaire,
-    group: str,
-    answers: Mapping[str, AnswerValue],
-    duration_seconds: float | None,
-) -> set[str]:
-    """Speeders and straight-liners: patterns KPK treats as coached (*pengarahan*)."""
-    flags = set()
-    if duration_seconds is not None and duration_seconds < questionnaire.quality.min_seconds:
-        flags.add(FLAG_SPEEDER)
-    positions = []
-    for question in questionnaire.questions_for(group):
-        value = answers.get(question.id)
-        if question.type == "single" and question.dimension and isinstance(value, str):
-            codes = [o.code for o in question.options]
-            if value in codes:
-                positions.append(codes.index(value))
-    if len(positions) >= STRAIGHT_MIN_ITEMS and len(set(positions)) == 1:
-        flags.add(FLAG_STRAIGHT)
-    return flags
-
-
-class BurstWatch:
-    """Recent completions per unit, in memory only.
-
-    Burst detection needs completion times to the minute; keeping them in the
-    database would give every completed response a time to join on. After a
-    restart the window starts empty, which at worst misses one burst.
-    """
-
-    def __init__(self) -> None:
-        self._recent: dict[tuple[str, str], deque[tuple[dt.datetime, int]]] = {}
-
-    def completed(
-        self, period: str, unit: str, response_id: int, now: dt.datetime, window: dt.timedelta
-    ) -> list[int]:
-        """Record a completion; the ids completed within ``window`` before ``now``."""
-        recent = self._recent.setdefault((period, unit), deque())
-        recent.append((now, response_id))
-        while recent and recent[0][0] < now - window:
-            recent.popleft()
-        return [rid for _, rid in recent]
+# The flag rules live in core.quality; these names stay importable from here.
+__all__ = [
+    "FLAG_BURST",
+    "FLAG_SPEEDER",
+    "FLAG_STRAIGHT",
+    "BurstWatch",
+    "flag_counts",
+    "quality_flags",
+]
 
 
 async def record_completion(
@@ -89,7 +61,13 @@ async def record_completion(
     answers = await tx.answers(response_id)
     dimension_scores = respondent_dimension_scores(questionnaire, response.group, answers)
     index = respondent_index(questionnaire, dimension_scores)
-    flags = quality_flags(questionnaire, response.group, answers, duration)
+    threshold = None
+    if duration is not None:
+        earlier = await bursts.durations.get(tx, response.period, response.group, response_id)
+        threshold = speeder_threshold(questionnaire, response.group, earlier)
+    flags = quality_flags(questionnaire, response.group, answers, duration, threshold)
+    if duration is not None and FLAG_SPEEDER not in flags:
+        bursts.durations.add(response.period, response.group, duration)
     for dimension, score in dimension_scores.items():
         await tx.execute(
             "INSERT OR REPLACE INTO response_scores(response_id, dimension, score) VALUES (?,?,?)",
@@ -102,20 +80,22 @@ async def record_completion(
     if not (flags and questionnaire.quality.exclude_flagged):
         await apply_response(tx, questionnaire, response_id, +1)
     window = dt.timedelta(minutes=questionnaire.quality.burst_minutes)
-    recent = bursts.completed(response.period, response.unit, response_id, now, window)
-    if len(recent) >= questionnaire.quality.burst_count:
+    recent = bursts.completed(
+        response.period, response.unit, response.group, response_id, now, window
+    )
+    if len(recent) >= burst_threshold(questionnaire.quality, response.unit, response.group):
         await flag_burst(tx, questionnaire, recent)
 
 
 async def flag_burst(tx: Transaction, questionnaire: Questionnaire, ids: list[int]) -> None:
-    """Many completions for one unit within minutes look like a mobilised session."""
+    """Many completions for one unit and group within minutes look like a mobilised session."""
     for response_id in ids:
         row = await tx.fetchone(
             "SELECT flags FROM responses WHERE id = ? AND status = 'completed'", (response_id,)
         )
         if row is None:
             continue
-        flags = set(filter(None, str(row["flags"]).split(",")))
+        flags = parse_flags(str(row["flags"]))
         if FLAG_BURST in flags:
             continue
         await tx.execute(
@@ -124,6 +104,51 @@ async def flag_burst(tx: Transaction, questionnaire: Questionnaire, ids: list[in
         )
         if questionnaire.quality.exclude_flagged:
             await apply_response(tx, questionnaire, response_id, -1)
+
+
+class ReviewError(Exception):
+    """A flag review that cannot be done, with the reason in one line."""
+
+
+ReviewDecision = Literal["unflag", "keep"]
+
+
+async def review_flag(
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    response_id: int,
+    decision: ReviewDecision,
+    actor: str,
+    reason: str,
+    now: dt.datetime,
+) -> list[str]:
+    """An admin's decision on a flagged response, appended to the audit log.
+
+    "unflag" clears the flags and, when flagged responses are excluded, adds the
+    response's contribution back; "keep" records that the flags were reviewed
+    and stand. Returns the flags the response had. The log line holds the
+    response id, the flags and the reason, with the time of the review only.
+    """
+    reason = " ".join(reason.split())
+    if not reason:
+        raise ReviewError("a reason is required")
+    row = await tx.fetchone(
+        "SELECT period, flags FROM responses WHERE id = ? AND status = 'completed'",
+        (response_id,),
+    )
+    if row is None:
+        raise ReviewError(f"no completed response {response_id}")
+    flags = sorted(parse_flags(str(row["flags"])))
+    if not flags:
+        raise ReviewError(f"response {response_id} carries no flag")
+    if decision == "unflag":
+        await tx.execute("UPDATE responses SET flags = '' WHERE id = ?", (response_id,))
+        await apply_response(tx, questionnaire, response_id, +1)  # no-op when counted
+    detail = json.dumps(
+        {"response": response_id, "flags": flags, "reason": reason}, ensure_ascii=False
+    )
+    await tx.audit(actor, f"flag.{decision}", detail, now)
+    return flags
 
 
 async def apply_response(
@@ -213,23 +238,6 @@ async def load_unit_aggregate(tx: Transaction, period: str, unit: str) -> UnitAg
     aggregate.deduction = sum(float(r["deduction"]) for r in corrections)
     aggregate.reasons = [str(r["reason"]) for r in corrections]
     return aggregate
-
-
-async def flag_counts(tx: Transaction, period: str, unit: str | None) -> dict[str, int]:
-    """How many completed responses carry each data-quality flag."""
-    sql = (
-        "SELECT flags FROM responses INDEXED BY responses_flagged "
-        "WHERE period = ? AND status = 'completed' AND flags != ''"
-    )
-    params: list[object] = [period]
-    if unit is not None:
-        sql += " AND unit_code = ?"
-        params.append(unit)
-    counts: dict[str, int] = {}
-    for row in await tx.fetchall(sql, params):
-        for flag in str(row["flags"]).split(","):
-            counts[flag] = counts.get(flag, 0) + 1
-    return counts
 
 
 async def add_correction(

@@ -48,6 +48,7 @@ class Option(_Model):
     text: LocalizedText
     score: Score | None = None
     exclusive: bool = False  # multi-select: choosing it clears the others ("tidak ada")
+    short: LocalizedText | None = None  # for channels with short button titles (WhatsApp)
 
 
 class ShowIf(_Model):
@@ -88,6 +89,7 @@ class ScreeningOption(_Model):
     text: LocalizedText
     eligible: bool = True
     reason: LocalizedText | None = None  # told to a respondent who is not eligible
+    short: LocalizedText | None = None  # for channels with short button titles (WhatsApp)
 
     @model_validator(mode="after")
     def _reason_when_ineligible(self) -> ScreeningOption:
@@ -109,6 +111,7 @@ class Group(_Model):
     code: GroupCode
     title: LocalizedText
     description: LocalizedText
+    short: LocalizedText | None = None  # title for channels with short button titles (WhatsApp)
     screening: list[ScreeningQuestion] = Field(default_factory=list)
     weight: Annotated[float, Field(gt=0)] = 1.0
     min_sample: Annotated[int, Field(ge=1)] = 5
@@ -137,12 +140,52 @@ class Bands(_Model):
         return self
 
 
-class QualityRules(_Model):
-    """Thresholds for the data-quality flags (what KPK penalises as *pengarahan*)."""
+def _default_burst_base() -> dict[GroupCode, int]:
+    return {"internal": 10, "eksternal": 20, "eksper": 5}
 
-    min_seconds: Annotated[int, Field(ge=0)] = 120
-    burst_count: Annotated[int, Field(ge=2)] = 10
+
+def _default_burst_share() -> dict[GroupCode, float]:
+    return {"internal": 0.1, "eksternal": 0.1, "eksper": 0.5}
+
+
+class QualityRules(_Model):
+    """Thresholds for the data-quality flags (what KPK penalises as *pengarahan*).
+
+    The rules themselves are in core/quality.py and docs/QUALITY.md.
+    """
+
+    # Speeders: under `median_share` of the group's median completion time once
+    # `median_after` completed responses of the group exist; before that, under
+    # the time needed to read the group's questions at `reading_wpm` words per
+    # minute; never a floor below `min_seconds`.
+    min_seconds: Annotated[int, Field(ge=0)] = 60
+    reading_wpm: Annotated[int, Field(ge=50, le=2000)] = 400
+    median_share: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    median_after: Annotated[int, Field(ge=3)] = 30
+    # Straight-lining: at least `straight_min_items` scored answers, at least
+    # `straight_min_each_way` of them on forward and on reverse-keyed items,
+    # whose option positions (0 = first, 1 = last scored option) have a
+    # standard deviation of at most `straight_max_sd` and lean
+    # to one end: |1 - 2 x mean position| >= `straight_min_lean` (a flat line in
+    # the middle is consistent with both keyings, so it is not evidence).
+    straight_min_items: Annotated[int, Field(ge=3)] = 8
+    straight_min_each_way: Annotated[int, Field(ge=1)] = 2  # answers per keying
+    straight_max_sd: Annotated[float, Field(ge=0, le=0.5)] = 0.15
+    straight_min_lean: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # Bursts: completions for one unit and group within `burst_minutes`, at
+    # least max(burst_base[group], burst_share[group] x population).
     burst_minutes: Annotated[int, Field(ge=1)] = 10
+    burst_base: dict[GroupCode, Annotated[int, Field(ge=2)]] = Field(
+        default_factory=_default_burst_base
+    )
+    burst_share: dict[GroupCode, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=_default_burst_share
+    )
+    # unit code -> group -> population: staff (internal), service users a day
+    # (eksternal), experts who know the unit (eksper). Units not listed use the base.
+    population: dict[str, dict[GroupCode, Annotated[int, Field(ge=1)]]] = Field(
+        default_factory=dict
+    )
     exclude_flagged: bool = False
 
 
@@ -394,3 +437,116 @@ def _check_question(
             unknown = [c for c in question.show_if.any_of if c not in codes]
             if unknown:
                 add(f"{where}.show_if.any_of", f"unknown option(s) of '{ref.id}': {unknown}")
+
+
+# -- label lengths per channel ---------------------------------------------------
+
+TELEGRAM_LABEL_MAX = 30  # our own limit, so that a button label fits a phone's width
+WHATSAPP_BUTTONS_MAX = 3  # reply buttons per message
+WHATSAPP_BUTTON_TITLE_MAX = 20
+WHATSAPP_ROWS_MAX = 10  # rows in a list message
+WHATSAPP_ROW_TITLE_MAX = 24
+WHATSAPP_ROW_DESCRIPTION_MAX = 72
+LOCALES: tuple[Locale, ...] = ("id", "en")
+
+
+class _Label(BaseModel):
+    where: str
+    text: LocalizedText
+    short: LocalizedText | None
+
+
+def label_issues(q: Questionnaire) -> list[Issue]:
+    """Every label too long for a channel, with its field path.
+
+    On WhatsApp a choice of up to three options is sent as reply buttons
+    (titles <= 20 characters), anything longer as a list (row titles <= 24, at
+    most 10 rows, a multi-select also needing its "Selesai" row). A label with
+    a ``short`` form shows the short form as the title and the full label as
+    the row's description (<= 72). Telegram shows the full label (<= 30).
+    """
+    issues: list[Issue] = []
+    for name, options in q.scales.items():
+        labels = [
+            _Label(where=f"scales.{name}[{i}](code={o.code})", text=o.text, short=o.short)
+            for i, o in enumerate(options)
+        ]
+        _check_labels(labels, multi=False, where=f"scales.{name}", issues=issues)
+    groups = [
+        _Label(where=f"groups[{i}](code={g.code}).title", text=g.title, short=g.short)
+        for i, g in enumerate(q.groups)
+    ]
+    _check_labels(groups, multi=False, where="groups", issues=issues, nested=False)
+    for i, group in enumerate(q.groups):
+        for j, screen in enumerate(group.screening):
+            where = f"groups[{i}](code={group.code}).screening[{j}](id={screen.id}).options"
+            labels = [
+                _Label(where=f"{where}[{k}](code={o.code})", text=o.text, short=o.short)
+                for k, o in enumerate(screen.options)
+            ]
+            _check_labels(labels, multi=False, where=where, issues=issues)
+    for i, question in enumerate(q.questions):
+        if not question.is_choice or question.scale is not None or question.type == "yesno":
+            continue  # scales are checked once above; yes/no labels are fixed and short
+        where = f"questions[{i}](id={question.id}).options"
+        labels = [
+            _Label(where=f"{where}[{k}](code={o.code})", text=o.text, short=o.short)
+            for k, o in enumerate(question.options)
+        ]
+        _check_labels(labels, multi=question.type == "multi", where=where, issues=issues)
+    return issues
+
+
+def _check_labels(
+    labels: list[_Label], multi: bool, where: str, issues: list[Issue], nested: bool = True
+) -> None:
+    as_buttons = not multi and len(labels) <= WHATSAPP_BUTTONS_MAX
+    rows = len(labels) + (1 if multi else 0)
+    if not as_buttons and rows > WHATSAPP_ROWS_MAX:
+        issues.append(
+            Issue(field=where, reason=f"{rows} rows; a WhatsApp list allows {WHATSAPP_ROWS_MAX}")
+        )
+    kind, limit = (
+        ("reply-button title", WHATSAPP_BUTTON_TITLE_MAX)
+        if as_buttons
+        else ("list-row title", WHATSAPP_ROW_TITLE_MAX)
+    )
+    text_field = ".text" if nested else ""
+    for label in labels:
+        for locale in LOCALES:
+            full = label.text.get(locale)
+            if len(full) > TELEGRAM_LABEL_MAX:
+                issues.append(
+                    Issue(
+                        field=f"{label.where}{text_field}.{locale}",
+                        reason=f"{full!r} has {len(full)} characters; a Telegram button "
+                        f"label allows {TELEGRAM_LABEL_MAX}",
+                    )
+                )
+            if label.short is None:
+                if len(full) > limit:
+                    issues.append(
+                        Issue(
+                            field=f"{label.where}{text_field}.{locale}",
+                            reason=f"{full!r} has {len(full)} characters; a WhatsApp {kind} "
+                            f"allows {limit}: add a 'short' label",
+                        )
+                    )
+                continue
+            short = label.short.get(locale)
+            if len(short) > limit:
+                issues.append(
+                    Issue(
+                        field=f"{label.where}.short.{locale}",
+                        reason=f"{short!r} has {len(short)} characters; a WhatsApp {kind} "
+                        f"allows {limit}",
+                    )
+                )
+            if not as_buttons and len(full) > WHATSAPP_ROW_DESCRIPTION_MAX:
+                issues.append(
+                    Issue(
+                        field=f"{label.where}{text_field}.{locale}",
+                        reason=f"{full!r} has {len(full)} characters; a WhatsApp list-row "
+                        f"description allows {WHATSAPP_ROW_DESCRIPTION_MAX}",
+                    )
+                )

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from core.config import PROJECT_ROOT
-from core.questionnaire import Questionnaire, QuestionnaireError, load_questionnaire
+from core.engine import Engine
+from core.navigation import visible_questions
+from core.questionnaire import (
+    Questionnaire,
+    QuestionnaireError,
+    label_issues,
+    load_questionnaire,
+)
+from core.scoring import item_score
 from core.units import UnitRegistry, UnitsError, load_units
+from tests.survey_driver import Respondent, answer_all, start_as
 
 MINIMAL = """
 period = "2025"
@@ -90,7 +101,7 @@ def test_real_questionnaire_has_a_full_bank(questionnaire: Questionnaire) -> Non
     assert counts["internal"] >= 20 and counts["eksternal"] >= 12 and counts["eksper"] >= 12
     assert len(questionnaire.dimensions) == 7
     types = {q.type for q in questionnaire.questions}
-    assert types == {"single", "multi", "yesno", "text", "number"}
+    assert types == {"single", "multi", "text", "number"}  # yes/no: see MINIMAL below
     assert any(q.show_if for q in questionnaire.questions)
     for question in questionnaire.questions:
         assert question.text.id and question.text.en
@@ -186,6 +197,169 @@ def test_check_questionnaire_command(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert "scales.freq[0](code=never).score" in bad.stderr
+
+
+def test_check_questionnaire_reports_labels_too_long_for_whatsapp(tmp_path: Path) -> None:
+    long_label = MINIMAL.replace(
+        '{ id = "Tidak tahu", en = "Don\'t know" }',
+        '{ id = "Tidak tahu sama sekali, sungguh", en = "Don\'t know" }',
+    )
+    assert long_label != MINIMAL
+    shortened = long_label.replace(
+        '"Don\'t know" }', '"Don\'t know" }, short = { id = "Tidak tahu sama sekali ya", en = "-" }'
+    )
+    result = {}
+    for name, text in (("long", long_label), ("short", shortened)):
+        result[name] = subprocess.run(
+            [sys.executable, "-m", "bot", "check-questionnaire", str(write(tmp_path, text))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert result["long"].returncode == 1
+    lines = result["long"].stdout.splitlines() + result["long"].stderr.splitlines()
+    field = "scales.freq[2](code=tt).text.id"
+    assert any(field in line and "Telegram" in line and "30" in line for line in lines), lines
+    # three options go out as WhatsApp reply buttons
+    assert any(field in line and "reply-button title allows 20" in line for line in lines)
+    # a short label that is itself too long is reported at its own path
+    lines = result["short"].stdout.splitlines() + result["short"].stderr.splitlines()
+    assert result["short"].returncode == 1
+    assert any(
+        "scales.freq[2](code=tt).short.id" in line and "25 characters" in line for line in lines
+    )
+
+
+def test_real_labels_fit_telegram_and_whatsapp(questionnaire: Questionnaire) -> None:
+    assert label_issues(questionnaire) == []
+    with_short = [
+        o.code for q in questionnaire.questions for o in q.options if o.short is not None
+    ] + [o.code for g in questionnaire.groups for s in g.screening for o in s.options if o.short]
+    assert "terlibat" in with_short and "asosiasi" in with_short
+
+
+# -- questionnaire version 2 ---------------------------------------------------------------
+
+
+def scored_choice(questionnaire: Questionnaire) -> list[str]:
+    return [q.id for q in questionnaire.questions if q.dimension and q.is_choice]
+
+
+def test_dont_know_and_prefer_not_to_answer_are_two_unscored_options(
+    questionnaire: Questionnaire,
+) -> None:
+    assert questionnaire.version == "2" and questionnaire.version_label == "2025/2"
+    for qid in scored_choice(questionnaire):
+        question = questionnaire.question(qid)
+        assert question is not None
+        unscored = {o.code: o for o in question.options if o.score is None}
+        assert "tm" in unscored, qid
+        assert unscored["tm"].text.id == "Tidak ingin menjawab"
+        if qid != "ex_beri":  # one's own bribe: one knows, but may prefer not to say
+            assert unscored["tt"].text.id == "Tidak tahu", qid
+        assert item_score(question, "tt") is None and item_score(question, "tm") is None
+    beri = questionnaire.question("ex_beri")
+    assert beri is not None and [o.code for o in beri.options] == ["tidak", "ya", "tm"]
+    labels = [o.text.id for q in questionnaire.questions for o in q.options]
+    assert "Netral" in labels and not any("Ragu" in label for label in labels)
+    assert not any("/ tidak menjawab" in label for label in labels)
+
+
+SPLIT = {
+    "in_biaya": "in_waktu",
+    "in_keterbukaan": "in_info_pbj",
+    "in_upg": "in_upg_cara",
+    "in_wbs": "in_wbs_rahasia",
+    "ex_keputusan": "ex_campur",
+    "ek_keterbukaan": "ek_info_anggaran",
+    "ek_pbj_mutu": "ek_pbj_manfaat",
+}
+
+
+def test_double_barrelled_items_are_split(questionnaire: Questionnaire) -> None:
+    for old, new in SPLIT.items():
+        first, second = questionnaire.question(old), questionnaire.question(new)
+        assert first is not None and second is not None, old
+        assert first.dimension == second.dimension and first.groups == second.groups
+        for question in (first, second):
+            # one topic each: no "X dan Y" / "X atau Y" pair left in the statement
+            assert " dan " not in question.text.id, question.text.id
+            assert " atau " not in question.text.id.split("(")[0], question.text.id
+    balasan = questionnaire.question("in_balasan")
+    assert balasan is not None and "justru" not in balasan.text.id
+
+
+def test_reverse_keyed_items_score_reversed(questionnaire: Questionnaire) -> None:
+    reverse = [q for q in questionnaire.questions if q.scale == "setuju_terbalik"]
+    for group in ("internal", "eksternal", "eksper"):
+        assert any(group in q.groups for q in reverse), group
+    forward = questionnaire.scales["setuju"]
+    backward = questionnaire.scales["setuju_terbalik"]
+    assert [o.text for o in forward] == [o.text for o in backward]
+    assert [o.score for o in backward] == [0, 25, 50, 75, 100, None, None]
+    balasan = questionnaire.question("in_balasan")
+    assert balasan is not None and balasan in reverse
+    assert item_score(balasan, "sgt_setuju") == 0 and item_score(balasan, "sgt_tdk_stj") == 100
+
+
+def test_service_users_asked_about_experience_with_how_often_only_after_yes(
+    questionnaire: Questionnaire,
+) -> None:
+    eksternal = questionnaire.questions_for("eksternal")
+    assert not [q.id for q in eksternal if q.scale == "frekuensi"]
+    experience = [q for q in eksternal if q.scale == "pengalaman"]
+    assert {"ex_diminta", "ex_jalur_cepat", "ex_calo", "ex_orang_dalam"} <= {
+        q.id for q in experience
+    }
+    for question in experience:
+        assert question.text.id.startswith("Dalam 12 bulan terakhir, pernah"), question.id
+        assert [o.text.id for o in question.options][:2] == ["Tidak pernah", "Pernah"]
+    base = {"ex_sebagai": "warga", "ex_diminta": "tidak_pernah"}
+    shown = {q.id for q in visible_questions(questionnaire, "eksternal", base)}
+    assert "ex_diminta_kali" not in shown
+    shown = {
+        q.id
+        for q in visible_questions(questionnaire, "eksternal", {**base, "ex_diminta": "pernah"})
+    }
+    assert "ex_diminta_kali" in shown
+    follow_up = questionnaire.question("ex_diminta_kali")
+    assert follow_up is not None and follow_up.dimension is None
+
+
+def test_vendors_get_a_procurement_block(questionnaire: Questionnaire) -> None:
+    def shown(role: str) -> set[str]:
+        answers = {"ex_sebagai": role}
+        return {q.id for q in visible_questions(questionnaire, "eksternal", answers)}
+
+    block = {"ex_pbj_atur", "ex_pbj_diminta", "ex_pbj_adil"}
+    assert block <= shown("penyedia")
+    assert not block & shown("warga") and not block & shown("usaha")
+    pbj = questionnaire.dimension("pbj")
+    assert pbj is not None and "eksternal" in pbj.groups
+    for qid in block:
+        question = questionnaire.question(qid)
+        assert question is not None and question.dimension == "pbj"
+
+
+async def test_a_vendor_completes_the_procurement_block_and_gets_a_pbj_score(
+    engine: Engine, db_path: Path
+) -> None:
+    for user, role in (("vendor", "Penyedia"), ("resident", "Warga")):
+        r = Respondent(engine, user_id=user)
+        await start_as(r, "Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"], "kesehatan")
+        await r.press(role)
+        await answer_all(r)
+        await r.press("Kirim")
+        assert "Terima kasih" in r.text
+    with closing(sqlite3.connect(db_path)) as db:
+        scored = db.execute(
+            "SELECT s.dimension, COUNT(*) FROM response_scores s GROUP BY s.dimension"
+        ).fetchall()
+        pbj_answers = db.execute(
+            "SELECT question_id FROM answers WHERE question_id LIKE 'ex_pbj_%' ORDER BY 1"
+        ).fetchall()
+    assert dict(scored)["pbj"] == 1 and dict(scored)["integritas"] == 2
+    assert [q for (q,) in pbj_answers] == ["ex_pbj_adil", "ex_pbj_atur", "ex_pbj_diminta"]
 
 
 def test_units_registry_search(units: UnitRegistry) -> None:
