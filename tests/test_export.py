@@ -7,7 +7,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -222,7 +221,7 @@ async def test_cli_export_subprocess(filled: Storage, db_path: Path, tmp_path: P
     assert load_workbook(out).sheetnames == SHEETS
 
 
-async def test_chart_is_a_small_png_quickly_and_leaks_no_figure(
+async def test_chart_is_a_small_png_and_leaks_no_figure(
     filled: Storage, questionnaire: Questionnaire
 ) -> None:
     from matplotlib import _pylab_helpers
@@ -234,12 +233,10 @@ async def test_chart_is_a_small_png_quickly_and_leaks_no_figure(
     assert png.startswith(PNG_SIGNATURE)
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (800, 500)
-    timings = []
-    for locale in ("id", "en", "id"):
-        began = time.perf_counter()
-        dimension_chart(score, questionnaire, locale, "Dinas Kesehatan")
-        timings.append(time.perf_counter() - began)
-    assert min(timings) < 0.3
+    for locale in ("id", "en"):  # its speed is measured in bench/skor.py, not asserted here
+        assert dimension_chart(score, questionnaire, locale, "Dinas Kesehatan").startswith(
+            PNG_SIGNATURE
+        )
     assert _pylab_helpers.Gcf.get_num_fig_managers() == 0
     async with filled.transaction() as tx:
         empty = score_unit(questionnaire, await load_unit_aggregate(tx, "2025", "setda"))
