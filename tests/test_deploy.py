@@ -13,7 +13,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from core.config import PROJECT_ROOT
 from core.identity import pseudonym
@@ -169,6 +174,21 @@ def test_systemd_unit_runs_a_dedicated_user_restarting_always() -> None:
     assert "deploy/spi-bot.service" in deploy_text()
 
 
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    """Every directive known to systemd (where systemd-analyze exists)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    text = (PROJECT_ROOT / "deploy" / "spi-bot.service").read_text(encoding="utf-8")
+    # The virtualenv of the guide does not exist here; everything else is checked.
+    unit = tmp_path / "spi-bot.service"
+    unit.write_text(re.sub(r"^ExecStart=.*$", "ExecStart=/bin/true", text, flags=re.MULTILINE))
+    result = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
 def test_compose_runs_the_bot_on_a_named_volume() -> None:
     text = (PROJECT_ROOT / "compose.yaml").read_text(encoding="utf-8")
     top_level = re.findall(r"^(\w+):", text, flags=re.MULTILINE)
@@ -200,6 +220,17 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
     assert len(blocks) == len(pins)
     assert all("--hash=sha256:" in block for block in blocks)
     assert "pip-audit -r requirements.lock" in deploy_text()
+
+    # Every dependency declared in pyproject.toml is locked, at a version it allows.
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    for declared in project["project"]["dependencies"]:
+        requirement = Requirement(declared)
+        name = canonicalize_name(requirement.name)
+        locked = {canonicalize_name(k): v for k, v in pins.items()}
+        assert name in locked, f"{name} is not in requirements.lock: regenerate it"
+        assert requirement.specifier.contains(locked[name]), (declared, locked[name])
+    # The extras of python-telegram-bot: the job queue and the webhook server.
+    assert "apscheduler" in pins and "tornado" in pins
 
 
 def test_guide_covers_going_live() -> None:
