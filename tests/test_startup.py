@@ -258,6 +258,7 @@ async def test_webhook_refuses_a_large_body_before_reading_it(tmp_path: Path) ->
 
 USER = 77012345
 ANSWER = "saran-rahasia-pelayanan-lambat"
+INVITE = "KODE-RAHASIA-98765"
 
 
 async def test_debug_log_never_joins_a_user_to_an_answer(tmp_path: Path) -> None:
@@ -267,6 +268,7 @@ async def test_debug_log_never_joins_a_user_to_an_answer(tmp_path: Path) -> None
         try:
             user = TelegramUser(api, USER)
             await user.send("/bantuan", expect="/lanjut", timeout=30)  # the bot is up
+            await user.send(f"/daftar {INVITE}")  # an invite code, however wrong
             await start_as_service_user(user, "tembalang", "Kecamatan Tembalang")
             steps = 0
             while "Pertanyaan" in (user.screen().text or ""):
@@ -295,6 +297,6 @@ async def test_debug_log_never_joins_a_user_to_an_answer(tmp_path: Path) -> None
     log_text = log_path.read_text()
     for line in log_text.splitlines():
         assert not (str(USER) in line and ANSWER in line), line
-    assert ANSWER not in log_text
+    assert ANSWER not in log_text and INVITE not in log_text
     assert str(USER) not in log_text
     assert "Budi" not in log_text  # the Telegram first name
