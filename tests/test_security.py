@@ -168,6 +168,12 @@ async def test_webhook_checks_the_secret_token(tmp_path: Path) -> None:
         )
         try:
             await api.wait_for_call("setWebhook", timeout=30)
+            for _ in range(300):  # PTB calls setWebhook before its server listens
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
             update = json.dumps({"update_id": 1, "message": {
                 "message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"},
                 "from": {"id": 5, "is_bot": False, "first_name": "A"}, "text": "/bantuan"}})

@@ -207,6 +207,20 @@ def test_webhook_listens_on_loopback_by_default() -> None:
 WEBHOOK_SECRET = "hook-secret-0123456789-abcdefghijkl"
 
 
+async def wait_listening(port: int, timeout: float = 30) -> None:
+    """PTB calls setWebhook before its server listens: wait for the port itself."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            assert asyncio.get_running_loop().time() < deadline, f"nothing listens on {port}"
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return
+
+
 async def read_status(port: int, request: bytes, timeout: float) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -233,6 +247,7 @@ async def test_webhook_refuses_a_large_body_before_reading_it(tmp_path: Path) ->
         )
         try:
             await api.wait_for_call("setWebhook", timeout=30)
+            await wait_listening(port)
             # Headers announcing 50 MiB, and no body at all: an uncapped server waits
             # for the body (to buffer it before checking the secret); a capped one
             # answers at once.
