@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.services import AnyApplication, StartupError, not_utf8
 from core.config import Settings, SettingsError, load_settings
 from core.questionnaire import DataFileError, label_issues, load_questionnaire
 from core.storage import StorageError
@@ -42,18 +43,37 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+# Our own modules log at LOG_LEVEL; every library stays at INFO or above whatever it is.
+# At DEBUG, python-telegram-bot logs whole updates (user id, name, free text) and the
+# database driver logs every statement with its parameters (answers, invite codes):
+# no log level may join a person to an answer.
+OWN_LOGGERS = ("spi-bot", "bot", "core")
+LIBRARY_FLOOR = logging.INFO
+
+
+class LibraryFloor(logging.Filter):
+    """Drop a library's records below INFO, even from a logger with its own level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= LIBRARY_FLOOR or record.name.split(".")[0] in OWN_LOGGERS
+
+
 def setup_logging(settings: Settings) -> None:
     secrets = [
         s.get_secret_value()
         for s in (settings.telegram_bot_token, settings.spi_secret_key, settings.webhook_secret)
         if s is not None
     ]
+    level = logging.getLevelNamesMapping()[settings.log_level]
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(LibraryFloor())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
+    root.setLevel(max(level, LIBRARY_FLOOR))
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     # httpx logs every request URL, and Bot API URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -93,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 def check_questionnaire(path: Path) -> int:
     try:
         questionnaire = load_questionnaire(path)
+    except UnicodeDecodeError as exc:
+        print(f"{not_utf8(path, exc)}: invalid questionnaire", file=sys.stderr)
+        return 1
     except DataFileError as exc:
         print(f"{exc.path}: invalid questionnaire", file=sys.stderr)
         for issue in exc.issues:
@@ -113,50 +136,96 @@ def check_questionnaire(path: Path) -> int:
 
 async def run_console_job(settings: Settings) -> None:
     from bot.console import run_console
-    from bot.services import local_secret_key, open_services
+    from bot.services import local_secret_key, open_services, tryout_database
 
-    key = None if settings.spi_secret_key else local_secret_key(settings.database_path)
-    svc = await open_services(settings, secret_key=key)
+    database = tryout_database(settings.database_path)
+    key = None if settings.spi_secret_key else local_secret_key(database)
+    svc = await open_services(settings, secret_key=key, database_path=database)
     try:
-        await run_console(svc.engine)
+        await run_console(svc.engine, database=database)
     finally:
         await svc.close()
 
 
+async def check_telegram(application: AnyApplication, settings: Settings) -> None:
+    """getMe before anything else, so a bad token or no network is one clear line.
+
+    The Bot stays initialised; PTB's own start-up (``Application.initialize`` inside
+    run_polling / run_webhook) then finds it ready and goes on as usual.
+    """
+    from telegram.error import InvalidToken, NetworkError, TelegramError
+
+    where = settings.telegram_base_url
+    bot = application.bot
+    try:
+        await bot.initialize()
+        return
+    except InvalidToken:
+        # PTB's own message repeats the token: never shown.
+        problem = (
+            f"TELEGRAM_BOT_TOKEN: rejected by the Bot API at {where} (401 Unauthorized); "
+            "copy the token again from @BotFather"
+        )
+    except NetworkError as exc:
+        problem = f"cannot reach the Bot API at {where} (TELEGRAM_BASE_URL): {exc.message}"
+    except TelegramError as exc:
+        problem = f"the Bot API at {where} refused getMe: {exc.message}"
+    await bot.shutdown()
+    token = settings.telegram_bot_token
+    if token is not None:
+        problem = problem.replace(token.get_secret_value(), "[REDACTED]")
+    raise StartupError(problem)
+
+
 def run_telegram(settings: Settings, webhook: bool) -> None:
     from bot.app import build_application
+    from bot.http import limit_webhook_requests
     from bot.services import open_services
 
     settings.secret_key()  # fail before connecting when the key is missing
+    if webhook and (not settings.webhook_url or settings.webhook_secret is None):
+        raise SettingsError("WEBHOOK_URL and WEBHOOK_SECRET are required for --webhook")
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    svc = loop.run_until_complete(open_services(settings))
-    application = build_application(svc)
     try:
-        if webhook:
-            if not settings.webhook_url or settings.webhook_secret is None:
-                raise SettingsError("WEBHOOK_URL and WEBHOOK_SECRET are required for --webhook")
-            application.run_webhook(
-                listen=settings.webhook_listen,
-                port=settings.webhook_port,
-                webhook_url=settings.webhook_url,
-                secret_token=settings.webhook_secret.get_secret_value(),
-                close_loop=False,
-            )
-        else:
-            application.run_polling(close_loop=False)
+        svc = loop.run_until_complete(open_services(settings))
+        try:
+            application = build_application(svc)
+            loop.run_until_complete(check_telegram(application, settings))
+            if webhook:
+                assert settings.webhook_url and settings.webhook_secret is not None
+                limit_webhook_requests()
+                application.run_webhook(
+                    listen=settings.webhook_listen,
+                    port=settings.webhook_port,
+                    webhook_url=settings.webhook_url,
+                    secret_token=settings.webhook_secret.get_secret_value(),
+                    close_loop=False,
+                )
+            else:
+                application.run_polling(close_loop=False)
+        finally:
+            loop.run_until_complete(svc.close())
     finally:
-        loop.run_until_complete(svc.close())
         loop.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    what = f"{args.command} failed" if args.command in ("backup", "export") else "cannot start"
     try:
-        sys.exit(_main(args))
-    except (SettingsError, DataFileError, StorageError) as exc:
-        print(f"spi-bot: cannot start: {exc}", file=sys.stderr)
-        sys.exit(2)
+        code = _main(args)
+    except (SettingsError, DataFileError, StorageError, StartupError) as exc:
+        print(f"spi-bot: {what}: {exc}", file=sys.stderr)
+        code = 2
+    except OSError as exc:  # anything the checks above did not foresee, still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"spi-bot: {what}: {where}{exc.strerror or exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:  # Ctrl-C: leave at once, quietly
+        print(file=sys.stderr)
+        code = 130
+    sys.exit(code)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -189,7 +258,8 @@ def _main(args: argparse.Namespace) -> int:
         from core.storage import Storage
 
         async def backup() -> None:
-            storage = await Storage.open(settings.database_path)
+            # An existing database only: a mistyped path is an error, not an empty backup.
+            storage = await Storage.open(settings.database_path, existing=True)
             try:
                 await storage.backup(args.file)
             finally:

@@ -11,6 +11,25 @@ from __future__ import annotations
 import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+from tornado.httpserver import HTTPServer
+
+# Telegram's updates are a few KiB; anything near this size is not from Telegram.
+WEBHOOK_MAX_BODY = 1 << 20
+WEBHOOK_BODY_TIMEOUT = 10.0
+
+
+def limit_webhook_requests() -> None:
+    """Cap every webhook request before its secret header is even looked at.
+
+    PTB's webhook server is a tornado ``HTTPServer`` built inside the Updater, which
+    would buffer up to 100 MiB of an unauthenticated body before checking the secret.
+    ``HTTPServer`` is a tornado ``Configurable``: these defaults apply to every server
+    built afterwards, which refuses a larger Content-Length (400) before reading the
+    body and drops a body that trickles in for longer than the timeout.
+    """
+    HTTPServer.configure(
+        None, max_body_size=WEBHOOK_MAX_BODY, body_timeout=WEBHOOK_BODY_TIMEOUT
+    )
 
 
 class AiohttpRequest(BaseRequest):

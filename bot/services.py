@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from telegram.ext import Application
 
@@ -25,6 +26,7 @@ from core.storage import Storage
 from core.units import UnitRegistry, load_units
 
 EVENT_MEMORY = dt.timedelta(days=7)
+TRYOUT_DATABASE = "spi-tryout.sqlite3"
 SERVICES_KEY = "services"  # where the Telegram application keeps its Services
 AnyApplication: TypeAlias = Application[Any, Any, Any, Any, Any, Any]
 
@@ -47,35 +49,69 @@ class Services:
         await self.storage.close()
 
 
+class StartupError(Exception):
+    """Start-up cannot go on; the message is one line naming what, where and why."""
+
+
+T = TypeVar("T")
+
+
+def not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
+    return (
+        f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+        "save the file as UTF-8"
+    )
+
+
+def read_data_file(load: Callable[[Path], T], path: Path) -> T:
+    """``load(path)``, with a file in another encoding reported by name, not a traceback."""
+    try:
+        return load(path)
+    except UnicodeDecodeError as exc:
+        raise StartupError(not_utf8(path, exc)) from None
+
+
 def load_survey(settings: Settings) -> tuple[Questionnaire, UnitRegistry]:
-    questionnaire = load_questionnaire(settings.questionnaire_path)
+    questionnaire = read_data_file(load_questionnaire, settings.questionnaire_path)
     if questionnaire.period != settings.survey_period:
         raise SettingsError(
             f"SURVEY_PERIOD: is '{settings.survey_period}' but "
             f"{settings.questionnaire_path} is for period '{questionnaire.period}'"
         )
-    return questionnaire, load_units(settings.units_path)
+    return questionnaire, read_data_file(load_units, settings.units_path)
+
+
+def tryout_database(database_path: Path) -> Path:
+    """The terminal try-out's own database, beside the bot's: try-outs never count."""
+    return database_path.with_name(TRYOUT_DATABASE)
 
 
 def local_secret_key(database_path: Path) -> bytes:
     """A key kept beside a local database, so a try-out needs no configuration."""
     key_path = database_path.with_name(database_path.name + ".key")
-    if key_path.exists():
-        key = key_path.read_text().strip()
-        if len(key) >= MIN_SECRET_LENGTH:
-            return key.encode()
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        if key_path.exists():
+            key = key_path.read_text().strip()
+            if len(key) >= MIN_SECRET_LENGTH:
+                return key.encode()
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StartupError(f"{key_path}: cannot keep the try-out key: {reason}") from None
     key = secrets.token_hex(32)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
     return key.encode()
 
 
-async def open_services(settings: Settings, secret_key: bytes | None = None) -> Services:
+async def open_services(
+    settings: Settings, secret_key: bytes | None = None, database_path: Path | None = None
+) -> Services:
+    """Everything a channel needs, on ``database_path`` (default: DATABASE_PATH)."""
     questionnaire, units = load_survey(settings)
     key = secret_key if secret_key is not None else settings.secret_key()
-    storage = await Storage.open(settings.database_path)
+    storage = await Storage.open(database_path or settings.database_path)
     async with storage.transaction() as tx:
         await tx.prune_events(utcnow() - EVENT_MEMORY)
         await purge_due(tx, dt.datetime.now(settings.tz).date())

@@ -7,6 +7,7 @@ names the setting and the reason, instead of failing later mid-conversation.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MIN_SECRET_LENGTH = 32
+# "123456789:AA..." as @BotFather issues it: the bot's id, a colon, a URL-safe secret.
+TOKEN_PATTERN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,100}")
+# Telegram's secret_token: 1-256 characters, only A-Z, a-z, 0-9, _ and -.
+WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{32,256}")
 
 
 class SettingsError(Exception):
@@ -52,7 +57,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
-    webhook_listen: str = "0.0.0.0"
+    # Plain HTTP on the loopback interface, behind a TLS reverse proxy (docs/DEPLOY.md).
+    webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
 
     @field_validator("admin_ids", "reminder_days_before", mode="before")
@@ -87,6 +93,27 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value: a near-miss token is still a secret.
+        if value is not None and TOKEN_PATTERN.fullmatch(value.get_secret_value()) is None:
+            raise ValueError(
+                "malformed bot token (expected digits, a colon and letters, digits, _ or -, "
+                "as issued by @BotFather; check for spaces or quotes)"
+            )
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and WEBHOOK_SECRET_PATTERN.fullmatch(value.get_secret_value()) is None:
+            raise ValueError(
+                f"must be {MIN_SECRET_LENGTH} to 256 characters, only A-Z, a-z, 0-9, _ and - "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -106,8 +133,11 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
+        problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]).upper() or "(settings)"
-            lines.append(f"  - {field}: {err['msg']}")
-        raise SettingsError("invalid settings (environment / .env):\n" + "\n".join(lines)) from None
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{field}: {message}")
+        # One line, so a service manager's log shows the whole reason at a glance.
+        summary = "; ".join(problems)
+        raise SettingsError(f"invalid settings (environment / .env): {summary}") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -315,25 +316,50 @@ class Storage:
         self._checkpoints: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path) -> Storage:
+    async def open(cls, path: Path, *, existing: bool = False) -> Storage:
+        """Open (creating and migrating if needed) the database at ``path``.
+
+        With ``existing``, the file must already hold a spi-bot schema and is neither
+        created nor migrated: a tool reading the live database (``spi-bot backup``)
+        must not conjure an empty one from a mistyped path, nor change its schema.
+        Every failure is a :class:`StorageError` naming the path and the reason.
+        """
         path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(path)
-        db = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            if existing:
+                _require_database_file(path)
+            elif str(path) != ":memory:":
+                _prepare_location(path)
+                _create_private(path)
+        except OSError as exc:
+            doing = "open" if existing else "create"
+            raise StorageError(f"{path}: cannot {doing} database: {_os_reason(exc)}") from None
+        try:
+            db = await aiosqlite.connect(str(path), isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{path}: cannot open database: {exc}") from None
         db.row_factory = sqlite3.Row
         storage = cls(db, path)
         try:
             await storage._configure()
             await storage._check_integrity()
-            await storage._migrate()
+            if existing:
+                await storage._require_schema()
+            else:
+                await storage._migrate()
         except sqlite3.DatabaseError as exc:
             await db.close()
-            raise StorageError(f"{path}: cannot use database: {exc}") from exc
+            raise StorageError(f"{path}: cannot use database: {exc}") from None
         except StorageError:
             await db.close()
             raise
         return storage
+
+    async def _require_schema(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        if not row or int(row[0]) == 0:
+            raise StorageError(f"{self.path}: not a spi-bot database (no schema); check the path")
 
     async def close(self) -> None:
         if self._checkpoints is not None:
@@ -428,12 +454,17 @@ class Storage:
 
     async def backup(self, target: Path) -> None:
         """Copy the live database with SQLite's online backup API."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _create_private(target)
+        try:
+            _prepare_location(target)
+            _create_private(target)
+        except OSError as exc:
+            raise StorageError(f"{target}: cannot write backup: {_os_reason(exc)}") from None
         async with self._lock:
             dest = await aiosqlite.connect(str(target))
             try:
                 await self._db.backup(dest)
+            except sqlite3.Error as exc:
+                raise StorageError(f"{target}: cannot write backup: {exc}") from None
             finally:
                 await dest.close()
 
@@ -462,7 +493,34 @@ def _statements(script: str) -> list[str]:
 
 def _create_private(path: Path) -> None:
     """Create the file with mode 0600 before SQLite does, so it is never world-readable."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a database file")
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
     os.chmod(path, 0o600)
+    # SQLite writes path-wal and path-shm beside the file: the directory must be writable.
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"directory {path.parent} is not writable")
+
+
+def _prepare_location(path: Path) -> None:
+    """The parent directories, created if missing; a file in the way is named."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{parent} is a file, not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _require_database_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file (check DATABASE_PATH)")
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a database file")
+    if path.stat().st_size == 0:
+        raise FileNotFoundError(errno.ENOENT, "file is empty, not a database (check DATABASE_PATH)")
+
+
+def _os_reason(exc: OSError) -> str:
+    """The operating system's reason alone: the path is already in the message."""
+    return exc.strerror or str(exc)

@@ -162,11 +162,18 @@ async def test_webhook_checks_the_secret_token(tmp_path: Path) -> None:
     async with FakeBotApi() as api:
         process = start_bot(
             api, tmp_path / "spi.sqlite3", tmp_path / "bot.log", mode="--webhook",
-            WEBHOOK_URL=f"http://127.0.0.1:{port}/", WEBHOOK_SECRET="hook-secret-123",
+            WEBHOOK_URL=f"http://127.0.0.1:{port}/",
+            WEBHOOK_SECRET="hook-secret-0123456789-abcdefghijkl",
             WEBHOOK_LISTEN="127.0.0.1", WEBHOOK_PORT=str(port),
         )
         try:
             await api.wait_for_call("setWebhook", timeout=30)
+            for _ in range(300):  # PTB calls setWebhook before its server listens
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
             update = json.dumps({"update_id": 1, "message": {
                 "message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"},
                 "from": {"id": 5, "is_bot": False, "first_name": "A"}, "text": "/bantuan"}})
@@ -185,7 +192,7 @@ async def test_webhook_checks_the_secret_token(tmp_path: Path) -> None:
             wrong = {"X-Telegram-Bot-Api-Secret-Token": "guess"}
             assert await asyncio.to_thread(post, wrong) == 403
             assert not api.calls_of("sendMessage")
-            right = {"X-Telegram-Bot-Api-Secret-Token": "hook-secret-123"}
+            right = {"X-Telegram-Bot-Api-Secret-Token": "hook-secret-0123456789-abcdefghijkl"}
             assert await asyncio.to_thread(post, right) == 200
             await api.wait_for_call("sendMessage", timeout=10)
             assert api.webhook_url == f"http://127.0.0.1:{port}/"
@@ -193,4 +200,4 @@ async def test_webhook_checks_the_secret_token(tmp_path: Path) -> None:
             process.terminate()
             await asyncio.to_thread(process.wait, 30)
     log_text = (tmp_path / "bot.log").read_text()
-    assert "hook-secret-123" not in log_text and api.token not in log_text
+    assert "hook-secret-0123456789-abcdefghijkl" not in log_text and api.token not in log_text
