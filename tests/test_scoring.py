@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import random
 import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
@@ -266,6 +267,30 @@ def test_a_dimension_under_k_does_not_enter_the_group_index(tiny: Questionnaire)
     assert group_index(tiny, group_of([], {"a": (6, 450.0), "b": (5, 0.0)})) == pytest.approx(
         450 / 11, abs=1e-12
     )
+
+
+def test_one_respondent_in_a_thin_dimension_moves_the_index_by_its_share(
+    tiny: Questionnaire,
+) -> None:
+    # 20 staff score a (all 75); only 5 (k) score b. One of the five moves b from 0 to 100.
+    before = group_of([], {"a": (20, 20 * 75.0), "b": (5, 4 * 50.0 + 0.0)})
+    after = group_of([], {"a": (20, 20 * 75.0), "b": (5, 4 * 50.0 + 100.0)})
+    move = (group_index(tiny, after) or 0.0) - (group_index(tiny, before) or 0.0)
+    # Σ w·total / Σ w·n: the move is w_b · 100 / (w_a · 20 + w_b · 5) = 100 / 25 = 4 points,
+    # where a plain mean of the dimension means would move (100 / 5) / 2 = 10 points
+    assert move == pytest.approx(4.0, abs=1e-12)
+    # the bound in docs/scoring.md: one respondent's answers in a dimension move the
+    # group index by at most 100 · w_d / Σ_e w_e · n(g,e), however few scored d
+    rng = random.Random(11)
+    for _ in range(200):
+        n_a, n_b = rng.randint(5, 30), rng.randint(5, 30)
+        base = group_of(
+            [], {"a": (n_a, rng.uniform(0, 100) * n_a), "b": (n_b, rng.uniform(0, 100) * n_b)}
+        )
+        changed = base.model_copy(deep=True)
+        changed.dimensions["b"].total += rng.choice([-1, 1]) * rng.uniform(0, 100)
+        shift = abs((group_index(tiny, changed) or 0.0) - (group_index(tiny, base) or 0.0))
+        assert shift <= 100 / (n_a + n_b) + 1e-9
 
 
 # -- unit ---------------------------------------------------------------------
