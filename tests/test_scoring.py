@@ -34,7 +34,15 @@ from core.aggregates import (
 from core.engine import Engine
 from core.model import AnswerValue
 from core.questionnaire import Bands, Questionnaire, load_questionnaire
-from core.report import UnitReport, number, render_unit
+from core.report import (
+    KPK_RESULTS_PATH,
+    KpkResultsError,
+    UnitReport,
+    load_kpk_results,
+    number,
+    render_recap,
+    render_unit,
+)
 from core.scoring import (
     K_ANONYMITY,
     GroupAggregate,
@@ -986,3 +994,78 @@ async def test_flags_and_exclusion_remove_exactly_one_contribution(
         back = restored.groups["eksternal"].dimensions[dimension]
         assert (back.n, back.total) == (tally.n, pytest.approx(tally.total, abs=1e-9))
     assert_matches(restored, strict, audit_database(db_path, strict, "dinkes"))
+
+
+# -- what the text says -------------------------------------------------------------
+
+
+def test_an_interval_across_a_cut_off_says_the_bands_cannot_be_told_apart(
+    tiny: Questionnaire,
+) -> None:
+    # one group, indices 76 … 84: SE = √(40 / 4 / 5) = √2, 80 ± 2.776445 · √2 = 76.07 … 83.93
+    aggregate = UnitAggregate(
+        unit="dinkes",
+        period="2025",
+        groups={"internal": single_dimension_group([76.0, 78.0, 80.0, 82.0, 84.0])},
+    )
+    score = score_unit(tiny, aggregate)
+    assert score.ci is not None and score.ci[0] < 78 < score.ci[1] and score.ci[0] > 73
+    report = UnitReport(unit=Unit(code="dinkes", name="Dinas Kesehatan", kind="dinas"), score=score)
+    text = render_unit(report, tiny, "id")
+    assert "80,00 – waspada atau terjaga, belum dapat dibedakan" in text
+    assert "terjaga, not yet distinguishable" in render_unit(report, tiny, "en")
+    # a narrow interval inside one band: the band alone
+    narrow = single_dimension_group([79.0, 80.0, 80.0, 80.0, 81.0])
+    aggregate.groups["internal"] = narrow
+    calm = UnitReport(unit=report.unit, score=score_unit(tiny, aggregate))
+    assert "80,00 – terjaga" in render_unit(calm, tiny, "id")
+
+
+def test_skor_and_rekap_say_the_cut_offs_are_borrowed_and_show_kpk(
+    tiny: Questionnaire, tmp_path: Path
+) -> None:
+    aggregate = UnitAggregate(
+        unit="dinkes", period="2025", groups={"internal": single_dimension_group([74.0] * 6)}
+    )
+    report = UnitReport(
+        unit=Unit(code="dinkes", name="Dinas Kesehatan", kind="dinas"),
+        score=score_unit(tiny, aggregate),
+    )
+    borrowed = "batas KPK (terjaga mulai 78, waspada mulai 73) yang dipinjam"
+    assert borrowed in render_unit(report, tiny, "id")
+    kpk = load_kpk_results(KPK_RESULTS_PATH)
+    assert [(r.period, r.index) for r in kpk.results] == [("2023", 74.8), ("2024", 71.6)]
+    recap = render_recap([report], tiny, "id", "Kota Semarang", {}, city_index=74.0, kpk=kpk)
+    assert borrowed in recap
+    assert "Indeks kota, seluruh responden digabung: 74,00" in recap
+    # the questionnaire's period is 2025: KPK's latest result before it, with its year
+    assert "Hasil resmi SPI KPK untuk kota (2024): 71,6" in recap
+    in_2023 = tiny.model_copy(update={"period": "2023"})
+    assert "(2023): 74,8" in render_recap([report], in_2023, "id", "Kota Semarang", {}, kpk=kpk)
+
+
+def test_kpk_results_file_is_checked_at_load(tmp_path: Path) -> None:
+    bad = tmp_path / "kpk.toml"
+    bad.write_text(
+        'government = "Kota Semarang"\n[[results]]\nperiod = "2023"\nindex = 748\n'
+        'source = "KPK"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(KpkResultsError) as error:
+        load_kpk_results(bad)
+    assert "results[0].index" in str(error.value) and str(bad) in str(error.value)
+    bad.write_text(
+        'government = "Kota Semarang"\n'
+        + '[[results]]\nperiod = "2023"\nindex = 74.8\nsource = "KPK"\n' * 2,
+        encoding="utf-8",
+    )
+    with pytest.raises(KpkResultsError, match=r"results\[1\]\.period: duplicate '2023'"):
+        load_kpk_results(bad)
+
+
+def test_chart_and_text_share_one_number_formatter() -> None:
+    import bot.chart
+    import core.report
+
+    assert bot.chart.number is core.report.number
+    assert core.report.number(72.995, "id") == "73,00"  # and the band says waspada
