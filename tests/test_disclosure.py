@@ -11,18 +11,21 @@ score to within that step.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from core.aggregates import apply_response
+from core.migrations import MIGRATIONS, V7_INDEX
 from core.model import AnswerValue
 from core.publish import published_unit_score
 from core.questionnaire import Questionnaire, load_questionnaire
 from core.report import UnitReport, render_unit
 from core.scoring import K_ANONYMITY, UnitScore
-from core.storage import Storage, Transaction
+from core.storage import Storage, Transaction, _statements
 from core.units import Unit
 from tests.test_scoring import complete
 
@@ -278,3 +281,37 @@ async def test_c_four_dont_know_accounts_and_one_person_are_not_a_group(
     assert shown_dimensions(score) == {} and score.priorities == []
     text = render_unit(UnitReport(unit=UNIT, score=score), survey, "en")
     assert not any(figure in text for figure in ("25.00", "50.00", "37.50"))
+
+
+# -- upgrading a database that has tallies -----------------------------------------------
+
+
+async def test_an_existing_database_publishes_its_tallies_once_at_the_upgrade(
+    tmp_path: Path, survey: Questionnaire
+) -> None:
+    path = tmp_path / "before.sqlite3"
+    before = MIGRATIONS.index(V7_INDEX)
+    with closing(sqlite3.connect(path)) as db:
+        for script in MIGRATIONS[:before]:
+            for statement in _statements(script):
+                db.execute(statement)
+        db.execute(
+            "INSERT INTO agg_group(period, unit_code, group_code, n, n_indexed, sum_index, "
+            "sumsq_index) VALUES ('2025', 'dinkes', 'internal', 7, 6, 0, 0)"
+        )
+        db.executemany(
+            "INSERT INTO agg_dimension(period, unit_code, group_code, dimension, n, total) "
+            "VALUES ('2025', 'dinkes', 'internal', ?, ?, ?)",
+            [("transparansi", 6, 480.0), ("integritas", 6, 540.0), ("pbj", 1, 25.0)],
+        )
+        db.execute(f"PRAGMA user_version = {before}")
+        db.commit()
+    storage = await Storage.open(path)
+    try:
+        score = await official_reads(storage, survey)
+    finally:
+        await storage.close()
+    # (480 + 540) / (6 + 6); pbj (1 < 5) left out; no interval until republished
+    assert score.index == 85.0 and score.ci is None
+    assert next(g.n for g in score.groups if g.code == "internal") == 6
+    assert shown_dimensions(score) == {"transparansi": 80.0, "integritas": 90.0}
