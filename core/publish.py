@@ -90,7 +90,7 @@ async def publish_due(
         weights = counted_dimensions(
             questionnaire, published.groups.get(group, GroupAggregate())
         )
-        respondents = (await live_respondents(tx, period, unit)).get(group, [])
+        respondents = (await live_respondents(tx, period, unit, group)).get(group, [])
         estimate = group_estimate(respondents, weights)
         live = await tx.fetchone(
             "SELECT n_indexed FROM agg_group WHERE period = ? AND unit_code = ? AND "
@@ -106,16 +106,20 @@ async def publish_due(
 
 
 async def live_respondents(
-    tx: Transaction, period: str, unit: str
+    tx: Transaction, period: str, unit: str, group: str | None = None
 ) -> dict[str, list[dict[str, float]]]:
-    """Per group, the dimension scores of each counted response (no ids kept)."""
-    by_response: dict[int, tuple[str, dict[str, float]]] = {}
-    for row in await tx.fetchall(
+    """Per group (or of one group), the dimension scores of each counted response."""
+    sql = (
         "SELECT r.id, r.group_code, s.dimension, s.score FROM responses r "
         "JOIN response_scores s ON s.response_id = r.id WHERE r.period = ? AND "
-        "r.unit_code = ? AND r.status = 'completed' AND r.counted = 1",
-        (period, unit),
-    ):
+        "r.unit_code = ? AND r.status = 'completed' AND r.counted = 1"
+    )
+    params = [period, unit]
+    if group is not None:
+        sql += " AND r.group_code = ?"
+        params.append(group)
+    by_response: dict[int, tuple[str, dict[str, float]]] = {}
+    for row in await tx.fetchall(sql, params):
         entry = by_response.setdefault(int(row["id"]), (str(row["group_code"]), {}))
         entry[1][str(row["dimension"])] = float(row["score"])
     result: dict[str, list[dict[str, float]]] = {}
