@@ -35,8 +35,6 @@ K_ANONYMITY = 5  # people who scored at least one item, for every component of a
 SHOWN_DIGITS = 2  # the index is shown, and banded, at two decimals
 NOISE_DIGITS = 9  # float noise below 1e-9 is removed before that rounding
 CONFIDENCE = 0.95
-# Kept for callers that still want the normal value; the intervals use Student's t.
-Z_95 = 1.959963984540054
 
 
 class Tally(BaseModel):

@@ -33,6 +33,7 @@ from core.aggregates import (
 )
 from core.engine import Engine
 from core.model import AnswerValue
+from core.publish import published_unit_score
 from core.questionnaire import Bands, Questionnaire, load_questionnaire
 from core.report import (
     KPK_RESULTS_PATH,
@@ -706,6 +707,12 @@ async def test_worked_example_of_the_docs(tiny: Questionnaire, storage: Storage)
     assert score.provisional and score.missing == {"eksper": 3}  # 5 − 2
     assert [g.index for g in score.groups] == [67.5, 82.5, None]
     assert [g.shown for g in score.groups] == [True, True, False]
+    # /skor: the same index from the published tallies; the staff interval's width was
+    # published with the fifth informative staff member (docs/scoring.md, section 10)
+    async with storage.transaction() as tx:
+        published = await published_unit_score(tx, tiny, "2025", "dinkes")
+    assert published.corrected == score.corrected and published.ci is not None
+    assert (number(published.ci[0], "id"), number(published.ci[1], "id")) == ("56,67", "85,20")
 
 
 # -- the aggregates against an independent audit of the answers table --------------
