@@ -87,14 +87,11 @@ async def publish_due(
         )
     if any(row["kind"] == GROUP for row in due):
         published = await load_published_aggregate(tx, period, unit)
-        weights = counted_dimensions(
-            questionnaire, published.groups.get(group, GroupAggregate())
-        )
+        weights = counted_dimensions(questionnaire, published.groups.get(group, GroupAggregate()))
         respondents = (await live_respondents(tx, period, unit, group)).get(group, [])
         estimate = group_estimate(respondents, weights)
         live = await tx.fetchone(
-            "SELECT n_indexed FROM agg_group WHERE period = ? AND unit_code = ? AND "
-            "group_code = ?",
+            "SELECT n_indexed FROM agg_group WHERE period = ? AND unit_code = ? AND group_code = ?",
             key,
         )
         await tx.execute(

@@ -98,10 +98,14 @@ def band_text(score: UnitScore, questionnaire: Questionnaire, locale: str) -> st
 def borrowed_scale(questionnaire: Questionnaire, locale: str) -> str:
     """One line: whose cut-offs the bands are."""
     bands = questionnaire.bands
-    return gettext_for(locale).gettext(
-        "Bands use KPK's cut-offs (terjaga from {high}, waspada from {low}), borrowed: "
-        "this index is the inspectorate's own 0–100 scale, not KPK's index."
-    ).format(high=number(bands.terjaga_min, locale, 0), low=number(bands.waspada_min, locale, 0))
+    return (
+        gettext_for(locale)
+        .gettext(
+            "Bands use KPK's cut-offs (terjaga from {high}, waspada from {low}), borrowed: "
+            "this index is the inspectorate's own 0–100 scale, not KPK's index."
+        )
+        .format(high=number(bands.terjaga_min, locale, 0), low=number(bands.waspada_min, locale, 0))
+    )
 
 
 # -- KPK's official results ------------------------------------------------------------

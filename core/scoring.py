@@ -268,9 +268,7 @@ def group_error(
     """(SE, df) of the group index: published ones, else from the respondents."""
     if aggregate.se is not None:
         return aggregate.se, aggregate.df
-    estimate = group_estimate(
-        aggregate.respondents, counted_dimensions(questionnaire, aggregate)
-    )
+    estimate = group_estimate(aggregate.respondents, counted_dimensions(questionnaire, aggregate))
     return estimate.se, estimate.df
 
 

@@ -21,7 +21,7 @@ import pytest
 from core.aggregates import apply_response
 from core.migrations import MIGRATIONS, V7_INDEX
 from core.model import AnswerValue
-from core.publish import published_unit_score
+from core.publish import published_city_index, published_unit_score, published_unit_scores
 from core.questionnaire import Questionnaire, load_questionnaire
 from core.report import UnitReport, render_unit
 from core.scoring import K_ANONYMITY, UnitScore
@@ -315,3 +315,19 @@ async def test_an_existing_database_publishes_its_tallies_once_at_the_upgrade(
     assert score.index == 85.0 and score.ci is None
     assert next(g.n for g in score.groups if g.code == "internal") == 6
     assert shown_dimensions(score) == {"transparansi": 80.0, "integritas": 90.0}
+
+
+async def test_the_city_index_pools_published_tallies_only(
+    storage: Storage, survey: Questionnaire
+) -> None:
+    for unit, level in (("dinkes", 100.0), ("disdik", 50.0)):
+        for _ in range(5):
+            await complete(storage, survey, unit, "internal", answers(t1=level, i1=level), MOMENT)
+    await complete(storage, survey, "disdik", "internal", answers(t1=0.0, i1=0.0), MOMENT)
+    async with storage.transaction() as tx:
+        city = await published_city_index(tx, survey, survey.period, ["dinkes", "disdik"])
+        scores = await published_unit_scores(tx, survey, survey.period, ["dinkes", "disdik"])
+    # pooled: (5 · 100 + 5 · 50) per dimension over 10 people; the sixth at disdik is
+    # not published yet (1 change < 5), so it is in neither figure
+    assert city == 75.0
+    assert (scores["dinkes"].index, scores["disdik"].index) == (100.0, 50.0)

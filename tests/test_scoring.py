@@ -1054,8 +1054,7 @@ def test_skor_and_rekap_say_the_cut_offs_are_borrowed_and_show_kpk(
 def test_kpk_results_file_is_checked_at_load(tmp_path: Path) -> None:
     bad = tmp_path / "kpk.toml"
     bad.write_text(
-        'government = "Kota Semarang"\n[[results]]\nperiod = "2023"\nindex = 748\n'
-        'source = "KPK"\n',
+        'government = "Kota Semarang"\n[[results]]\nperiod = "2023"\nindex = 748\nsource = "KPK"\n',
         encoding="utf-8",
     )
     with pytest.raises(KpkResultsError) as error:
