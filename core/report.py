@@ -1,6 +1,7 @@
 """Scores as text for officials and the inspectorate: one clear answer first, then why.
 
-Figures are rounded only here, for display, with the locale's decimal mark.
+Figures are rounded only for display, by one formatter (``number``) that text and
+chart share, at the precision the band is decided on. Counts are shown in ranges.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import functools
 import html
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +26,6 @@ from core.questionnaire import (
 )
 from core.scoring import (
     K_ANONYMITY,
-    NOISE_DIGITS,
     Band,
     UnitScore,
     shown_value,
@@ -48,20 +47,17 @@ N_RANGES: tuple[tuple[int, str], ...] = (
 
 
 def number(value: float, locale: str, digits: int = 2) -> str:
-    """The one number formatter of text and chart: float noise removed, then half-up.
+    """The one number formatter of text and chart (core.scoring.shown_value).
 
-    At two decimals this is exactly the value the band is decided on
-    (core.scoring.shown_value), so 72.995 shows as 73,00 and is waspada.
+    At two decimals this is exactly the value the band is decided on, so 72.995
+    shows as 73,00 and is waspada.
     """
-    if digits == 2:
-        shown = shown_value(value)
-    else:
-        cleaned = Decimal(repr(float(value))).quantize(
-            Decimal(1).scaleb(-NOISE_DIGITS), rounding=ROUND_HALF_EVEN
-        )
-        shown = cleaned.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
     pattern = "#,##0." + "0" * digits if digits else "#,##0"
-    return str(format_decimal(shown, format=pattern, locale="id_ID" if locale == "id" else "en"))
+    return str(
+        format_decimal(
+            shown_value(value, digits), format=pattern, locale="id_ID" if locale == "id" else "en"
+        )
+    )
 
 
 def n_range(n: int) -> str:

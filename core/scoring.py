@@ -124,8 +124,8 @@ class UnitScore(BaseModel):
 # -- numbers and bands ------------------------------------------------------------
 
 
-def shown_value(value: float) -> Decimal:
-    """The value as shown: float noise removed at 1e-9, then half-up to two decimals.
+def shown_value(value: float, digits: int = SHOWN_DIGITS) -> Decimal:
+    """The value as shown: float noise removed at 1e-9, then half-up to ``digits``.
 
     77.99999999999999 (a computed 78) shows as 78.00; 77.995 shows as 78.00 too.
     The band is decided on this value, so the figure and its band always agree.
@@ -133,7 +133,7 @@ def shown_value(value: float) -> Decimal:
     cleaned = Decimal(repr(float(value))).quantize(
         Decimal(1).scaleb(-NOISE_DIGITS), rounding=ROUND_HALF_EVEN
     )
-    return cleaned.quantize(Decimal(1).scaleb(-SHOWN_DIGITS), rounding=ROUND_HALF_UP)
+    return cleaned.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
 
 
 def band_of(index: float, bands: Bands) -> Band:
