@@ -10,45 +10,24 @@ from __future__ import annotations
 
 import io
 
-from babel.numbers import format_decimal
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from core.i18n import gettext_for
 from core.questionnaire import Questionnaire
+from core.report import band_text, number
 from core.scoring import Band, UnitScore, band_of
 
 COLOURS: dict[Band, str] = {"terjaga": "#2e9e4f", "waspada": "#f2c12e", "riskan": "#d64541"}
 SIZE_INCHES = (8.0, 5.0)
 DPI = 100  # 800 × 500 pixels
-LABELS = {
-    "id": {
-        "index": "Indeks",
-        "axis": "Skor dimensi (0–100)",
-        "none": "Belum cukup responden untuk skor dimensi",
-        "provisional": "sementara",
-    },
-    "en": {
-        "index": "Index",
-        "axis": "Dimension score (0–100)",
-        "none": "Not enough respondents for dimension scores yet",
-        "provisional": "provisional",
-    },
-}
-
-
-def _number(value: float, locale: str) -> str:
-    return str(format_decimal(value, format="#,##0.00", locale="id_ID" if locale == "id" else "en"))
-
-
-def _band_name(band: Band, questionnaire: Questionnaire, locale: str) -> str:
-    return questionnaire.bands.low_label.get(locale) if band == "riskan" else band
 
 
 def dimension_chart(
     score: UnitScore, questionnaire: Questionnaire, locale: str, unit_name: str
 ) -> bytes:
     """PNG bytes: one horizontal bar per dimension with a score, coloured by band."""
-    words = LABELS.get(locale, LABELS["id"])
+    tr = gettext_for(locale)
     bands = questionnaire.bands
     shown = [d for d in score.dimensions if d.score is not None]
     titles = []
@@ -73,14 +52,21 @@ def dimension_chart(
             axes.text(
                 value + 1,
                 y,
-                _number(value, locale),
+                number(value, locale),
                 va="center",
                 fontsize=9,
                 bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.85},
             )
     else:
         axes.set_yticks([])
-        axes.text(50, 0.5, words["none"], ha="center", va="center", transform=axes.transData)
+        axes.text(
+            50,
+            0.5,
+            tr.gettext("Not enough respondents for dimension scores yet"),
+            ha="center",
+            va="center",
+            transform=axes.transData,
+        )
         axes.set_ylim(0, 1)
     lines: tuple[tuple[float, Band], ...] = (
         (bands.waspada_min, "waspada"),
@@ -91,7 +77,7 @@ def dimension_chart(
         axes.text(
             limit,
             1.0,
-            _number(limit, locale).rstrip("0").rstrip(",."),
+            number(limit, locale, 0),
             transform=axes.get_xaxis_transform(),
             ha="center",
             va="bottom",
@@ -99,18 +85,18 @@ def dimension_chart(
             color="#555555",
         )
     axes.set_xlim(0, 100)
-    axes.set_xlabel(words["axis"])
+    axes.set_xlabel(tr.gettext("Dimension score (0–100)"))
     axes.spines[["top", "right"]].set_visible(False)
 
     title = unit_name
     if score.shown and score.corrected is not None and score.band is not None:
-        title += " — {label} {period}: {index} ({band}{provisional})".format(
-            label=words["index"],
+        title += " — " + tr.gettext("Index {period}: {index} ({band})").format(
             period=score.period,
-            index=_number(score.corrected, locale),
-            band=_band_name(score.band, questionnaire, locale),
-            provisional=", " + words["provisional"] if score.provisional else "",
+            index=number(score.corrected, locale),
+            band=band_text(score, questionnaire, locale),
         )
+        if score.provisional:
+            title += " " + tr.gettext("(provisional)")
     figure.suptitle(title, fontsize=11, wrap=True)
     # Margins from the measured label widths: an automatic layout pass
     # (tight/constrained) would draw the whole figure twice.

@@ -14,6 +14,7 @@ import json
 from typing import Literal
 
 from core.model import iso
+from core.publish import live_respondents, note_change
 from core.quality import (
     FLAG_BURST,
     FLAG_SPEEDER,
@@ -176,17 +177,21 @@ async def apply_response(
         "sumsq_index = sumsq_index + excluded.sumsq_index",
         (*key, sign, sign * has_index, sign * (index or 0.0), sign * (index or 0.0) ** 2),
     )
+    dimensions, items = [], []
     for score_row in await tx.fetchall(
         "SELECT dimension, score FROM response_scores WHERE response_id = ?", (response_id,)
     ):
         await _tally(
             tx, "agg_dimension", "dimension", key, score_row["dimension"], sign, score_row["score"]
         )
+        dimensions.append(str(score_row["dimension"]))
     answers = await tx.answers(response_id)
     for question in questionnaire.questions_for(response.group):
         score = item_score(question, answers.get(question.id))
         if score is not None:
             await _tally(tx, "agg_item", "question_id", key, question.id, sign, score)
+            items.append(question.id)
+    await note_change(tx, questionnaire, key, has_index, dimensions, items)
 
 
 async def _tally(
@@ -231,6 +236,8 @@ async def load_unit_aggregate(tx: Transaction, period: str, unit: str) -> UnitAg
         ):
             group = aggregate.groups.setdefault(row["group_code"], GroupAggregate())
             getattr(group, attribute)[row["name"]] = Tally(n=row["n"], total=row["total"])
+    for code, respondents in (await live_respondents(tx, period, unit)).items():
+        aggregate.groups.setdefault(code, GroupAggregate()).respondents = respondents
     corrections = await tx.fetchall(
         "SELECT deduction, reason FROM corrections WHERE period = ? AND unit_code = ? ORDER BY id",
         (period, unit),

@@ -286,6 +286,34 @@ CREATE TABLE periods (
 ) WITHOUT ROWID
 """
 
+# Published figures (core/publish.py): /skor, /peringkat and /rekap read these snapshots,
+# never the live tallies. Each component (a group's n and interval, a group-dimension
+# tally, an item tally) keeps the value last published and ``pending``, the number of
+# informative responses added to or removed from it since; it is republished only when
+# ``pending`` reaches k. An existing database publishes its current tallies once, as
+# they are (the group intervals follow at the next republication).
+V7_INDEX = """
+CREATE TABLE published (
+    period TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    group_code TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('group', 'dimension', 'item')),
+    name TEXT NOT NULL,
+    pending INTEGER NOT NULL DEFAULT 0,
+    n INTEGER,
+    total REAL,
+    se REAL,
+    df REAL,
+    PRIMARY KEY (period, unit_code, group_code, kind, name)
+) WITHOUT ROWID;
+INSERT INTO published (period, unit_code, group_code, kind, name, n)
+    SELECT period, unit_code, group_code, 'group', '', n_indexed FROM agg_group;
+INSERT INTO published (period, unit_code, group_code, kind, name, n, total)
+    SELECT period, unit_code, group_code, 'dimension', dimension, n, total FROM agg_dimension;
+INSERT INTO published (period, unit_code, group_code, kind, name, n, total)
+    SELECT period, unit_code, group_code, 'item', question_id, n, total FROM agg_item
+"""
+
 MIGRATIONS: list[str] = [
     V1_CONVERSATION,
     V2_SCORING_AND_ACCESS,
@@ -293,6 +321,7 @@ MIGRATIONS: list[str] = [
     V4_FLAGGED_INDEX,
     V5_UNLINKABLE,
     V6_PERIODS,
+    V7_INDEX,
 ]
 # The first schema version whose tables can no longer be linked; opening a database
 # from before it vacuums after migrating, so no freed page keeps the old rows.

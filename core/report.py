@@ -1,39 +1,162 @@
 """Scores as text for officials and the inspectorate: one clear answer first, then why.
 
-Figures are rounded only here, for display, with the locale's decimal mark.
+Figures are rounded only for display, by one formatter (``number``) that text and
+chart share, at the precision the band is decided on. Counts are shown in ranges.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import Annotated
 
 from babel.numbers import format_decimal
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.config import PROJECT_ROOT
 from core.i18n import gettext_for
-from core.questionnaire import Questionnaire
-from core.scoring import K_ANONYMITY, Band, UnitScore
+from core.questionnaire import (
+    DataFileError,
+    Issue,
+    Questionnaire,
+    issues_from_validation,
+    read_toml,
+)
+from core.scoring import (
+    K_ANONYMITY,
+    Band,
+    UnitScore,
+    shown_value,
+    undecided_bands,
+)
 from core.units import Unit
 
 BAND_ICON: dict[Band, str] = {"terjaga": "🟢", "waspada": "🟡", "riskan": "🔴"}
+UNDECIDED_ICON = "⚪"
+KPK_RESULTS_PATH = PROJECT_ROOT / "surveys" / "kpk-results.toml"
+# n is shown in these ranges, never exactly: (lowest, label)
+N_RANGES: tuple[tuple[int, str], ...] = (
+    (100, "100+"),
+    (50, "50–99"),
+    (20, "20–49"),
+    (10, "10–19"),
+    (K_ANONYMITY, f"{K_ANONYMITY}–9"),
+)
 
 
 def number(value: float, locale: str, digits: int = 2) -> str:
-    """Truncated, not rounded: 72.996 shows as 72,99 and stays below the 73 line,
-    as its band (decided on the unrounded value) says."""
-    exponent = Decimal(1).scaleb(-digits)
-    truncated = Decimal(repr(value)).quantize(exponent, rounding=ROUND_DOWN)
+    """The one number formatter of text and chart (core.scoring.shown_value).
+
+    At two decimals this is exactly the value the band is decided on, so 72.995
+    shows as 73,00 and is waspada.
+    """
     pattern = "#,##0." + "0" * digits if digits else "#,##0"
     return str(
-        format_decimal(truncated, format=pattern, locale="id_ID" if locale == "id" else "en")
+        format_decimal(
+            shown_value(value, digits), format=pattern, locale="id_ID" if locale == "id" else "en"
+        )
     )
+
+
+def n_range(n: int) -> str:
+    """A count as shown to officials: "5–9", "10–19", "20–49", "50–99", "100+"."""
+    for lowest, label in N_RANGES:
+        if n >= lowest:
+            return label
+    return f"<{K_ANONYMITY}"
 
 
 def band_label(band: Band, questionnaire: Questionnaire, locale: str) -> str:
     if band == "riskan":
         return questionnaire.bands.low_label.get(locale)
     return band
+
+
+def band_text(score: UnitScore, questionnaire: Questionnaire, locale: str) -> str:
+    """The band, or the bands the interval cannot yet tell apart."""
+    tr = gettext_for(locale)
+    assert score.band is not None
+    spanned = undecided_bands(score, questionnaire.bands)
+    if not spanned:
+        return band_label(score.band, questionnaire, locale)
+    names = [band_label(b, questionnaire, locale) for b in spanned]
+    if len(names) == 2:
+        return tr.gettext("{first} or {second}, not yet distinguishable").format(
+            first=names[0], second=names[1]
+        )
+    return tr.gettext("{first}, {second} or {third}, not yet distinguishable").format(
+        first=names[0], second=names[1], third=names[2]
+    )
+
+
+def borrowed_scale(questionnaire: Questionnaire, locale: str) -> str:
+    """One line: whose cut-offs the bands are."""
+    bands = questionnaire.bands
+    return (
+        gettext_for(locale)
+        .gettext(
+            "Bands use KPK's cut-offs (terjaga from {high}, waspada from {low}), borrowed: "
+            "this index is the inspectorate's own 0–100 scale, not KPK's index."
+        )
+        .format(high=number(bands.terjaga_min, locale, 0), low=number(bands.waspada_min, locale, 0))
+    )
+
+
+# -- KPK's official results ------------------------------------------------------------
+
+
+class KpkResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: Annotated[str, Field(min_length=1, max_length=16)]
+    index: Annotated[float, Field(ge=0, le=100)]
+    source: Annotated[str, Field(min_length=1)]
+
+
+class KpkResults(BaseModel):
+    """KPK's official SPI result for the city, per survey period."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    government: Annotated[str, Field(min_length=1)]
+    results: list[KpkResult] = Field(default_factory=list)
+
+    def latest(self, period: str) -> KpkResult | None:
+        """The result of ``period``, else the latest one before it."""
+        earlier = [r for r in self.results if _period_key(r.period) <= _period_key(period)]
+        return max(earlier, key=lambda r: _period_key(r.period), default=None)
+
+
+class KpkResultsError(DataFileError):
+    pass
+
+
+def _period_key(period: str) -> tuple[int, str]:
+    return (int(period), "") if period.isdigit() else (0, period)
+
+
+def load_kpk_results(path: Path) -> KpkResults:
+    """Read and check the file; any problem raises KpkResultsError naming the field."""
+    data = read_toml(path, KpkResultsError)
+    try:
+        parsed = KpkResults.model_validate(data)
+    except ValidationError as exc:
+        raise KpkResultsError(path, issues_from_validation(exc, data)) from None
+    seen: set[str] = set()
+    for i, result in enumerate(parsed.results):
+        if result.period in seen:
+            raise KpkResultsError(
+                path, [Issue(field=f"results[{i}].period", reason=f"duplicate '{result.period}'")]
+            )
+        seen.add(result.period)
+    return parsed
+
+
+@functools.cache
+def default_kpk_results() -> KpkResults:
+    return load_kpk_results(KPK_RESULTS_PATH)
 
 
 @dataclass
@@ -49,11 +172,11 @@ def headline(report: UnitReport, questionnaire: Questionnaire, locale: str) -> s
     tr = gettext_for(locale)
     score = report.score
     if not score.shown or score.corrected is None or score.band is None:
-        return tr.gettext("not enough respondents yet ({n} of at least {k})").format(
-            n=score.n, k=K_ANONYMITY
+        return tr.gettext("not enough respondents yet (at least {k} per group)").format(
+            k=K_ANONYMITY
         )
-    label = band_label(score.band, questionnaire, locale)
-    text = f"{BAND_ICON[score.band]} {number(score.corrected, locale)} – {label}"
+    icon = UNDECIDED_ICON if undecided_bands(score, questionnaire.bands) else BAND_ICON[score.band]
+    text = f"{icon} {number(score.corrected, locale)} – {band_text(score, questionnaire, locale)}"
     if score.provisional:
         text += " " + tr.gettext("(provisional)")
     return text
@@ -76,6 +199,7 @@ def render_unit(report: UnitReport, questionnaire: Questionnaire, locale: str) -
                 low=number(score.ci[0], locale), high=number(score.ci[1], locale)
             )
         )
+    lines.append(borrowed_scale(questionnaire, locale))
     if score.deduction and score.index is not None:
         lines.append(
             tr.gettext("Before correction: {before}; correction −{deduction}").format(
@@ -84,13 +208,16 @@ def render_unit(report: UnitReport, questionnaire: Questionnaire, locale: str) -
         )
     if score.provisional:
         missing = ", ".join(
-            tr.gettext("{group} {n} more").format(group=_group_title(questionnaire, g, locale), n=n)
-            for g, n in score.missing.items()
+            tr.gettext("{group} at least {n}").format(
+                group=_group_title(questionnaire, g, locale),
+                n=max(K_ANONYMITY, _min_sample(questionnaire, g)),
+            )
+            for g in score.missing
         )
         lines.append(
             tr.gettext(
-                "Provisional: the band is not final until the minimum sample "
-                "is reached ({missing})."
+                "Provisional: the band is not final until each group reaches its minimum "
+                "sample ({missing})."
             ).format(missing=missing)
         )
     if (
@@ -114,7 +241,7 @@ def render_unit(report: UnitReport, questionnaire: Questionnaire, locale: str) -
         )
         lines.append(
             f"• {_group_title(questionnaire, group.code, locale)}: "
-            f"n={group.n}/{group.target} – {value}"
+            f"n {html.escape(n_range(group.n))} – {value}"
         )
     lines += ["", "<b>{}</b>".format(tr.gettext("Dimensions"))]
     for dimension in score.dimensions:
@@ -189,11 +316,30 @@ def render_recap(
     locale: str,
     government: str,
     flags: dict[str, int],
+    city_index: float | None = None,
+    kpk: KpkResults | None = None,
 ) -> str:
-    """The city: mean of unit indices, bands, participation by group against targets."""
+    """The city: pooled index beside KPK's official result, bands, participation.
+
+    ``city_index`` is the pooled index (core.publish.published_city_index); without
+    it the mean of the unit indices is shown, as before.
+    """
     tr = gettext_for(locale)
     shown = [r.score for r in reports if r.score.shown and r.score.corrected is not None]
     lines = ["<b>{}</b>".format(html.escape(f"{government} – {questionnaire.period}"))]
+    if city_index is not None:
+        lines.append(
+            tr.gettext("City index, all respondents pooled: {index}").format(
+                index=number(city_index, locale)
+            )
+        )
+    kpk_result = (kpk if kpk is not None else default_kpk_results()).latest(questionnaire.period)
+    if kpk_result is not None:
+        lines.append(
+            tr.gettext("KPK's official SPI result for the city ({period}): {index}").format(
+                period=html.escape(kpk_result.period), index=number(kpk_result.index, locale, 1)
+            )
+        )
     if shown:
         city = sum(s.corrected or 0.0 for s in shown) / len(shown)
         lines.append(
@@ -210,16 +356,23 @@ def render_recap(
         )
     else:
         lines.append(tr.gettext("No unit has enough respondents yet."))
+    lines.append(borrowed_scale(questionnaire, locale))
     lines += ["", "<b>{}</b>".format(tr.gettext("Participation"))]
     for group in questionnaire.groups:
         done = sum(next((g.n for g in r.score.groups if g.code == group.code), 0) for r in reports)
         target = group.target * len(reports)
         lines.append(
-            f"• {group.title.get(locale)}: {done}/{target} "
-            f"({number(100 * done / target if target else 0.0, locale, 0)}%)"
+            tr.gettext("• {group}: n {n} of a target of {target}").format(
+                group=group.title.get(locale), n=html.escape(n_range(done)), target=target
+            )
         )
     lines += ["", tr.gettext("Data-quality flags: {flags}").format(flags=flag_text(flags, locale))]
     return "\n".join(lines)
+
+
+def _min_sample(questionnaire: Questionnaire, code: str) -> int:
+    group = questionnaire.group(code)
+    return group.min_sample if group else K_ANONYMITY
 
 
 def _group_title(questionnaire: Questionnaire, code: str, locale: str) -> str:

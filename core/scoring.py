@@ -1,31 +1,40 @@
 """The SPI-style index: pure functions from answers and aggregates to scores.
 
 The method is written out in docs/scoring.md so that an auditor can recompute
-every figure from the export. No intermediate value is rounded; only what is
-displayed is.
+every figure from the export. No intermediate value is rounded; the index is
+rounded once, to the two decimals that are shown, and the band is decided on
+that shown value (``shown_value``).
 
     item score            option score 0–100; "tidak tahu" (no score) is excluded
-    respondent dimension  mean of the respondent's scored items in the dimension
-    group dimension       mean of respondent dimension scores over completed responses
-    group index           Σ w_d · group dimension / Σ w_d over dimensions with data
-    unit index            Σ v_g · group index / Σ v_g over groups with ≥ 5 respondents
+    respondent dimension  D(r,d): mean of the respondent's scored items in d
+    dimension in a group  counts only with ≥ k respondents who scored it (k = 5)
+    group index           Σ_d w_d · ΣD(r,d) / Σ_d w_d · n(g,d) over the dimensions that
+                          count: each dimension weighs by its share of informative answers
+    unit index            Σ v_g · group index / Σ v_g over groups shown (≥ k informative)
     corrected index       max(0, unit index − faktor koreksi deduction)
+    interval              linearised (delta-method) SE of the group index over its
+                          respondents, Student's t; groups combined with Welch's df
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from scipy.special import stdtrit
 
 from core.model import AnswerValue
 from core.questionnaire import Bands, Question, Questionnaire
 
 Band = Literal["terjaga", "waspada", "riskan"]
-K_ANONYMITY = 5  # no breakdown is shown for fewer respondents than this
-Z_95 = 1.959963984540054
+BAND_ORDER: tuple[Band, ...] = ("riskan", "waspada", "terjaga")
+K_ANONYMITY = 5  # people who scored at least one item, for every component of a shown figure
+SHOWN_DIGITS = 2  # the index is shown, and banded, at two decimals
+NOISE_DIGITS = 9  # float noise below 1e-9 is removed before that rounding
+CONFIDENCE = 0.95
 
 
 class Tally(BaseModel):
@@ -40,12 +49,17 @@ class Tally(BaseModel):
 
 
 class GroupAggregate(BaseModel):
-    n: int = 0  # completed responses counted
-    n_indexed: int = 0  # of which with at least one scored item
-    sum_index: float = 0.0  # Σ respondent index, for the confidence interval
+    n: int = 0  # completed responses counted (published: informative respondents)
+    n_indexed: int = 0  # of which with at least one scored item ("informative")
+    sum_index: float = 0.0  # Σ respondent index (kept in the tallies, not used for scores)
     sumsq_index: float = 0.0
     dimensions: dict[str, Tally] = Field(default_factory=dict)
     items: dict[str, Tally] = Field(default_factory=dict)
+    # Per-respondent dimension scores (live data), from which the interval is computed;
+    # a published aggregate carries the interval's se and df instead.
+    respondents: list[dict[str, float]] = Field(default_factory=list)
+    se: float | None = None
+    df: float | None = None
 
 
 class UnitAggregate(BaseModel):
@@ -54,6 +68,15 @@ class UnitAggregate(BaseModel):
     groups: dict[str, GroupAggregate] = Field(default_factory=dict)
     deduction: float = 0.0
     reasons: list[str] = Field(default_factory=list)
+
+
+class GroupEstimate(BaseModel):
+    """A group index with its standard error and degrees of freedom."""
+
+    index: float | None
+    se: float | None
+    df: float | None
+    n: int  # respondents with a score in at least one counted dimension
 
 
 class GroupScore(BaseModel):
@@ -98,12 +121,45 @@ class UnitScore(BaseModel):
         return self.n >= K_ANONYMITY and self.corrected is not None
 
 
+# -- numbers and bands ------------------------------------------------------------
+
+
+def shown_value(value: float, digits: int = SHOWN_DIGITS) -> Decimal:
+    """The value as shown: float noise removed at 1e-9, then half-up to ``digits``.
+
+    77.99999999999999 (a computed 78) shows as 78.00; 77.995 shows as 78.00 too.
+    The band is decided on this value, so the figure and its band always agree.
+    """
+    cleaned = Decimal(repr(float(value))).quantize(
+        Decimal(1).scaleb(-NOISE_DIGITS), rounding=ROUND_HALF_EVEN
+    )
+    return cleaned.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+
+
 def band_of(index: float, bands: Bands) -> Band:
-    if index >= bands.terjaga_min:
+    value = shown_value(index)
+    if value >= Decimal(repr(bands.terjaga_min)):
         return "terjaga"
-    if index >= bands.waspada_min:
+    if value >= Decimal(repr(bands.waspada_min)):
         return "waspada"
     return "riskan"
+
+
+def bands_spanned(ci: tuple[float, float], bands: Bands) -> list[Band]:
+    """Every band from the one of the interval's low end to the one of its high end."""
+    low, high = BAND_ORDER.index(band_of(ci[0], bands)), BAND_ORDER.index(band_of(ci[1], bands))
+    return list(BAND_ORDER[low : high + 1])
+
+
+def undecided_bands(score: UnitScore, bands: Bands) -> list[Band]:
+    """The bands the interval spans when it crosses a cut-off; [] when it does not."""
+    if score.ci is None or score.band is None:
+        return []
+    spanned = bands_spanned(score.ci, bands)
+    return spanned if len(spanned) > 1 else []
+
+
+# -- respondents ------------------------------------------------------------------
 
 
 def item_score(question: Question, value: AnswerValue) -> float | None:
@@ -142,48 +198,130 @@ def dimension_weights(questionnaire: Questionnaire) -> dict[str, float]:
 def respondent_index(
     questionnaire: Questionnaire, dimension_scores: Mapping[str, float]
 ) -> float | None:
-    """One respondent's weighted index; its spread gives the confidence interval."""
+    """One respondent's weighted index over every dimension they scored (stored)."""
     return weighted_mean(dimension_scores, dimension_weights(questionnaire))
 
 
-def group_index(questionnaire: Questionnaire, aggregate: GroupAggregate) -> float | None:
-    means = {d: t.mean for d, t in aggregate.dimensions.items() if t.mean is not None}
-    return weighted_mean(
-        {d: m for d, m in means.items() if m is not None}, dimension_weights(questionnaire)
-    )
+# -- groups -----------------------------------------------------------------------
 
 
-def group_standard_error(aggregate: GroupAggregate) -> float | None:
-    """SE of the group index from the spread of respondent indices (see docs/scoring.md)."""
-    n = aggregate.n_indexed
+def counted_dimensions(
+    questionnaire: Questionnaire, aggregate: GroupAggregate, k: int = K_ANONYMITY
+) -> dict[str, float]:
+    """Weights of the dimensions that enter the group index: ≥ k respondents scored them."""
+    weights = dimension_weights(questionnaire)
+    return {
+        d: weights[d] for d, tally in aggregate.dimensions.items() if d in weights and tally.n >= k
+    }
+
+
+def group_index(
+    questionnaire: Questionnaire, aggregate: GroupAggregate, k: int = K_ANONYMITY
+) -> float | None:
+    """Σ w_d · Σ_r D(r,d) / Σ w_d · n(g,d) over the counted dimensions.
+
+    Equal to the weighted mean of the dimension means when every respondent
+    scored every dimension; a dimension fewer people scored weighs less, so one
+    respondent in it cannot move the index more than one respondent elsewhere.
+    """
+    weights = counted_dimensions(questionnaire, aggregate, k)
+    numerator = sum(w * aggregate.dimensions[d].total for d, w in weights.items())
+    denominator = sum(w * aggregate.dimensions[d].n for d, w in weights.items())
+    return numerator / denominator if denominator else None
+
+
+def t_quantile(df: float) -> float:
+    """The two-sided 95 % Student's t value for ``df`` degrees of freedom."""
+    return float(stdtrit(df, 0.5 + CONFIDENCE / 2))
+
+
+def group_estimate(
+    respondents: Sequence[Mapping[str, float]], weights: Mapping[str, float]
+) -> GroupEstimate:
+    """The group index over the dimensions in ``weights`` and its linearised SE.
+
+    The index is a ratio G = Σ_r y_r / Σ_r x_r, with x_r = Σ w_d over the counted
+    dimensions r scored and y_r = Σ w_d · D(r,d) over the same. Its delta-method
+    (linearisation) variance is Σ z_r² / (n (n − 1)), z_r = (y_r − G · x_r) / x̄,
+    which is correct when respondents skip dimensions; with t at n − 1 df.
+    """
+    pairs = []
+    for scores in respondents:
+        x = sum(weights[d] for d in scores if d in weights)
+        if x > 0:
+            pairs.append((x, sum(weights[d] * s for d, s in scores.items() if d in weights)))
+    n = len(pairs)
+    if n == 0:
+        return GroupEstimate(index=None, se=None, df=None, n=0)
+    total_x = sum(x for x, _ in pairs)
+    index = sum(y for _, y in pairs) / total_x
     if n < 2:
-        return None
-    variance = (aggregate.sumsq_index - aggregate.sum_index**2 / n) / (n - 1)
-    return math.sqrt(max(variance, 0.0) / n)
+        return GroupEstimate(index=index, se=None, df=None, n=n)
+    mean_x = total_x / n
+    sum_z2 = sum(((y - index * x) / mean_x) ** 2 for x, y in pairs)
+    return GroupEstimate(index=index, se=math.sqrt(sum_z2 / (n * (n - 1))), df=n - 1, n=n)
 
 
-def _ci(centre: float, se: float) -> tuple[float, float]:
-    return (max(0.0, centre - Z_95 * se), min(100.0, centre + Z_95 * se))
+def group_error(
+    questionnaire: Questionnaire, aggregate: GroupAggregate
+) -> tuple[float | None, float | None]:
+    """(SE, df) of the group index: published ones, else from the respondents."""
+    if aggregate.se is not None:
+        return aggregate.se, aggregate.df
+    estimate = group_estimate(aggregate.respondents, counted_dimensions(questionnaire, aggregate))
+    return estimate.se, estimate.df
+
+
+def group_standard_error(questionnaire: Questionnaire, aggregate: GroupAggregate) -> float | None:
+    return group_error(questionnaire, aggregate)[0]
+
+
+def combined_error(parts: Sequence[tuple[float, float, float]]) -> tuple[float, float]:
+    """(SE, df) of Σ a_g · G_g from (a_g, SE_g, df_g): Welch–Satterthwaite df."""
+    variances = [(a * se) ** 2 for a, se, _ in parts]
+    total = sum(variances)
+    denominator = sum(v * v / df for v, (_, _, df) in zip(variances, parts, strict=True))
+    df = total * total / denominator if denominator > 0 else min(df for _, _, df in parts)
+    return math.sqrt(total), df
+
+
+def interval(centre: float, se: float, df: float) -> tuple[float, float]:
+    half = t_quantile(df) * se
+    return (max(0.0, centre - half), min(100.0, centre + half))
+
+
+def is_shown_group(
+    questionnaire: Questionnaire, aggregate: GroupAggregate, k: int = K_ANONYMITY
+) -> bool:
+    """k counts informative people, and at least one dimension must count."""
+    return aggregate.n_indexed >= k and group_index(questionnaire, aggregate, k) is not None
+
+
+# -- units ------------------------------------------------------------------------
 
 
 def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitScore:
     group_weights: dict[str, float] = {g.code: g.weight for g in questionnaire.groups}
     indices: dict[str, float] = {}
-    errors: dict[str, float | None] = {}
+    errors: dict[str, tuple[float, float] | None] = {}
     group_scores: list[GroupScore] = []
     missing: dict[str, int] = {}
     for group in questionnaire.groups:
         agg = aggregate.groups.get(group.code, GroupAggregate())
         index = group_index(questionnaire, agg)
-        se = group_standard_error(agg)
-        shown = agg.n >= K_ANONYMITY
+        se, df = group_error(questionnaire, agg)
+        shown = is_shown_group(questionnaire, agg)
         # A group too small to show is also left out of the unit index: otherwise its
         # hidden index could be recovered by subtraction from the shown figures.
         if index is not None and shown:
             indices[group.code] = index
-            errors[group.code] = se
-        if agg.n < max(group.min_sample, K_ANONYMITY):
-            missing[group.code] = max(group.min_sample, K_ANONYMITY) - agg.n
+            errors[group.code] = (se, df) if se is not None and df is not None else None
+        needed = max(group.min_sample, K_ANONYMITY)
+        if agg.n_indexed < needed:
+            missing[group.code] = needed - agg.n_indexed
+        ci = None
+        if shown and index is not None and se is not None and df is not None:
+            ci = interval(index, se, df)
         group_scores.append(
             GroupScore(
                 code=group.code,
@@ -191,7 +329,7 @@ def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitSc
                 target=group.target,
                 min_sample=group.min_sample,
                 index=index if shown else None,
-                ci=_ci(index, se) if shown and index is not None and se is not None else None,
+                ci=ci,
                 shown=shown,
             )
         )
@@ -200,10 +338,13 @@ def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitSc
     ci = None
     if corrected is not None and all(errors[g] is not None for g in indices):
         total_weight = sum(group_weights[g] for g in indices)
-        variance = sum(
-            (group_weights[g] / total_weight) ** 2 * (errors[g] or 0.0) ** 2 for g in indices
-        )
-        ci = _ci(corrected, math.sqrt(variance))
+        parts = []
+        for g in indices:
+            error = errors[g]
+            assert error is not None
+            parts.append((group_weights[g] / total_weight, error[0], error[1]))
+        se, df = combined_error(parts)
+        ci = interval(corrected, se, df)
     n_total = sum(g.n for g in aggregate.groups.values())
     dimensions = unit_dimensions(questionnaire, aggregate)
     return UnitScore(
@@ -239,6 +380,32 @@ def unit_dimensions(questionnaire: Questionnaire, aggregate: UnitAggregate) -> l
             DimensionScore(code=dimension.code, score=weighted_mean(means, group_weights), n=n)
         )
     return result
+
+
+def pooled_index(questionnaire: Questionnaire, aggregates: Sequence[UnitAggregate]) -> float | None:
+    """The city's index from every unit's (published) tallies pooled per group.
+
+    Dimension tallies under k in a unit are left out before pooling, as in the
+    unit index; corrections are per unit and are not applied here.
+    """
+    pooled: dict[str, GroupAggregate] = {}
+    for aggregate in aggregates:
+        for code, group in aggregate.groups.items():
+            if not is_shown_group(questionnaire, group):
+                continue
+            target = pooled.setdefault(code, GroupAggregate())
+            target.n_indexed += group.n_indexed
+            for d, tally in group.dimensions.items():
+                if tally.n >= K_ANONYMITY:
+                    sum_tally = target.dimensions.setdefault(d, Tally())
+                    sum_tally.n += tally.n
+                    sum_tally.total += tally.total
+    indices = {
+        code: index
+        for code, group in pooled.items()
+        if (index := group_index(questionnaire, group)) is not None
+    }
+    return weighted_mean(indices, {g.code: g.weight for g in questionnaire.groups})
 
 
 def priorities(

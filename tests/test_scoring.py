@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import random
 import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from scipy.stats import t as student_t
 
 from core.aggregates import (
     FLAG_SPEEDER,
@@ -31,11 +33,19 @@ from core.aggregates import (
 )
 from core.engine import Engine
 from core.model import AnswerValue
+from core.publish import published_unit_score
 from core.questionnaire import Bands, Questionnaire, load_questionnaire
-from core.report import number
+from core.report import (
+    KPK_RESULTS_PATH,
+    KpkResultsError,
+    UnitReport,
+    load_kpk_results,
+    number,
+    render_recap,
+    render_unit,
+)
 from core.scoring import (
     K_ANONYMITY,
-    Z_95,
     GroupAggregate,
     Tally,
     UnitAggregate,
@@ -46,9 +56,11 @@ from core.scoring import (
     respondent_dimension_scores,
     respondent_index,
     score_unit,
+    t_quantile,
+    undecided_bands,
 )
 from core.storage import Storage
-from core.units import UnitRegistry
+from core.units import Unit, UnitRegistry
 from tests.conftest import SECRET
 from tests.survey_driver import Clock, Respondent, answer_all, start_as
 
@@ -170,7 +182,11 @@ def codes(*scores: float | None) -> dict[str, AnswerValue]:
     }
 
 
-def group_of(indices: list[float], dimensions: Mapping[str, tuple[int, float]]) -> GroupAggregate:
+def group_of(
+    indices: list[float],
+    dimensions: Mapping[str, tuple[int, float]],
+    respondents: list[dict[str, float]] | None = None,
+) -> GroupAggregate:
     """A group's tallies from respondent indices and (n, total) per dimension."""
     return GroupAggregate(
         n=len(indices),
@@ -178,12 +194,16 @@ def group_of(indices: list[float], dimensions: Mapping[str, tuple[int, float]]) 
         sum_index=sum(indices),
         sumsq_index=sum(i * i for i in indices),
         dimensions={d: Tally(n=n, total=t) for d, (n, t) in dimensions.items()},
+        respondents=respondents or [],
     )
 
 
 def single_dimension_group(indices: list[float]) -> GroupAggregate:
     """Each respondent scores only dimension a, so group index = mean of their indices."""
-    return group_of(indices, {"a": (len(indices), sum(indices))})
+    return group_of(indices, {"a": (len(indices), sum(indices))}, [{"a": i} for i in indices])
+
+
+T4 = 2.7764451051977934  # Student's t, 95 %, 4 degrees of freedom (n = 5)
 
 
 # -- item and respondent ------------------------------------------------------
@@ -229,19 +249,57 @@ def test_respondent_index_uses_dimension_weights(tiny: Questionnaire) -> None:
 # -- group --------------------------------------------------------------------
 
 
-def test_group_dimension_mean_and_index_with_unequal_weights(tiny: Questionnaire) -> None:
+def test_group_index_weighs_dimensions_by_their_informative_answers(tiny: Questionnaire) -> None:
     q = tiny.model_copy(deep=True)
     q.dimensions[1].weight = 3.0
-    # a: respondents 100, 75, 50 → 225 / 3 = 75;  b: 50, 50 → 100 / 2 = 50
-    group = group_of([], {"a": (3, 225.0), "b": (2, 100.0)})
+    # a: six respondents, total 450 → mean 75;  b: five respondents, total 250 → mean 50
+    group = group_of([], {"a": (6, 450.0), "b": (5, 250.0)})
     assert group.dimensions["a"].mean == 75.0 and group.dimensions["b"].mean == 50.0
-    # (1 · 75 + 3 · 50) / 4 = 225 / 4 = 56.25
-    assert group_index(q, group) == 56.25
-    # equal weights (the file's): (75 + 50) / 2
-    assert group_index(tiny, group) == 62.5
+    # Σ w_d · total_d / Σ w_d · n_d = (1 · 450 + 3 · 250) / (1 · 6 + 3 · 5) = 1200 / 21
+    assert group_index(q, group) == pytest.approx(1200 / 21, abs=1e-12)
+    # equal weights (the file's): (450 + 250) / (6 + 5) = 700 / 11, not (75 + 50) / 2
+    assert group_index(tiny, group) == pytest.approx(700 / 11, abs=1e-12)
+    # when every dimension has the same n it is the plain weighted mean of the means
+    even = group_of([], {"a": (5, 375.0), "b": (5, 250.0)})
+    assert group_index(q, even) == pytest.approx((1 * 75 + 3 * 50) / 4, abs=1e-12)
     # a dimension without answers is left out and the weights renormalised
-    assert group_index(q, group_of([], {"a": (3, 225.0)})) == 75.0
+    assert group_index(q, group_of([], {"a": (6, 450.0)})) == 75.0
     assert group_index(q, GroupAggregate()) is None
+
+
+def test_a_dimension_under_k_does_not_enter_the_group_index(tiny: Questionnaire) -> None:
+    # b scored by 4 people: it is left out entirely, whatever its score
+    low = group_of([], {"a": (6, 450.0), "b": (4, 0.0)})
+    high = group_of([], {"a": (6, 450.0), "b": (4, 400.0)})
+    assert group_index(tiny, low) == group_index(tiny, high) == 75.0
+    # at k = 5 it enters: (450 + 0) / (6 + 5)
+    assert group_index(tiny, group_of([], {"a": (6, 450.0), "b": (5, 0.0)})) == pytest.approx(
+        450 / 11, abs=1e-12
+    )
+
+
+def test_one_respondent_in_a_thin_dimension_moves_the_index_by_its_share(
+    tiny: Questionnaire,
+) -> None:
+    # 20 staff score a (all 75); only 5 (k) score b. One of the five moves b from 0 to 100.
+    before = group_of([], {"a": (20, 20 * 75.0), "b": (5, 4 * 50.0 + 0.0)})
+    after = group_of([], {"a": (20, 20 * 75.0), "b": (5, 4 * 50.0 + 100.0)})
+    move = (group_index(tiny, after) or 0.0) - (group_index(tiny, before) or 0.0)
+    # Σ w·total / Σ w·n: the move is w_b · 100 / (w_a · 20 + w_b · 5) = 100 / 25 = 4 points,
+    # where a plain mean of the dimension means would move (100 / 5) / 2 = 10 points
+    assert move == pytest.approx(4.0, abs=1e-12)
+    # the bound in docs/scoring.md: one respondent's answers in a dimension move the
+    # group index by at most 100 · w_d / Σ_e w_e · n(g,e), however few scored d
+    rng = random.Random(11)
+    for _ in range(200):
+        n_a, n_b = rng.randint(5, 30), rng.randint(5, 30)
+        base = group_of(
+            [], {"a": (n_a, rng.uniform(0, 100) * n_a), "b": (n_b, rng.uniform(0, 100) * n_b)}
+        )
+        changed = base.model_copy(deep=True)
+        changed.dimensions["b"].total += rng.choice([-1, 1]) * rng.uniform(0, 100)
+        shift = abs((group_index(tiny, changed) or 0.0) - (group_index(tiny, base) or 0.0))
+        assert shift <= 100 / (n_a + n_b) + 1e-9
 
 
 # -- unit ---------------------------------------------------------------------
@@ -294,19 +352,42 @@ def test_correction_is_shown_before_and_after(tiny: Questionnaire) -> None:
 
 
 @pytest.mark.parametrize(
-    ("index", "band"),
+    ("index", "band", "shown"),
     [
-        (0.0, "riskan"),
-        (72.99, "riskan"),
-        (72.999999, "riskan"),
-        (73.0, "waspada"),
-        (77.99, "waspada"),
-        (78.0, "terjaga"),
-        (100.0, "terjaga"),
+        (0.0, "riskan", "0,00"),
+        (72.99, "riskan", "72,99"),
+        (72.994999, "riskan", "72,99"),
+        (72.995, "waspada", "73,00"),  # shown as 73,00, so banded as 73
+        (73.0, "waspada", "73,00"),
+        (77.99, "waspada", "77,99"),
+        (77.994999, "waspada", "77,99"),
+        (77.995, "terjaga", "78,00"),
+        (77.99999999999999, "terjaga", "78,00"),  # a computed 78 (float noise)
+        (78.0, "terjaga", "78,00"),
+        (100.0, "terjaga", "100,00"),
     ],
 )
-def test_band_edges(index: float, band: str) -> None:
+def test_band_edges_follow_the_shown_value(index: float, band: str, shown: str) -> None:
     assert band_of(index, Bands()) == band
+    assert number(index, "id") == shown
+    assert number(index, "en") == shown.replace(",", ".")
+
+
+def test_a_computed_78_is_terjaga_in_text_and_chart(tiny: Questionnaire) -> None:
+    # (0.35 · 82.5 + 0.45 · 74.5) / 0.8 = 78 exactly, but in floating point 77.99999999999999
+    aggregate = UnitAggregate(
+        unit="u",
+        period="2025",
+        groups={
+            "internal": single_dimension_group([82.5] * 5),
+            "eksternal": single_dimension_group([74.5] * 5),
+        },
+    )
+    score = score_unit(tiny, aggregate)
+    assert score.index == 77.99999999999999
+    assert score.band == "terjaga" and number(score.index, "id") == "78,00"
+    report = UnitReport(unit=Unit(code="dinkes", name="Dinas Kesehatan", kind="dinas"), score=score)
+    assert "78,00 – terjaga" in render_unit(report, tiny, "id")
 
 
 def test_bands_come_from_the_file(tiny: Questionnaire) -> None:
@@ -388,9 +469,9 @@ def test_k_anonymity_hides_small_groups_dimensions_and_items(tiny: Questionnaire
     by_code = {g.code: g for g in score.groups}
     assert by_code["internal"].shown and by_code["internal"].index is not None
     assert not by_code["eksternal"].shown
-    # the hidden eksternal (70) is not in the unit index either: internal's alone,
-    # (a 80 + b 50) / 2 = 65 (dimension b counts inside the group index whatever its n)
-    assert score.index == by_code["internal"].index == 65.0
+    # the hidden eksternal (70) is not in the unit index either: internal's alone; and
+    # dimension b (n = 4) is not in the group index: a alone, 80 (not (80 + 50) / 2)
+    assert score.index == by_code["internal"].index == 80.0
     assert by_code["eksternal"].index is None and by_code["eksternal"].ci is None
     dimensions = {d.code: d for d in score.dimensions}
     # a: internal (n = 5) only, the eksternal tally (n = 4) is left out
@@ -432,24 +513,22 @@ def test_ci_of_one_group_by_hand(tiny: Questionnaire) -> None:
     # s² = (15² + 5² + 0² + 5² + 15²) / (5 − 1) = 500 / 4 = 125, SE = √(125 / 5) = 5
     group = single_dimension_group([60.0, 70.0, 75.0, 80.0, 90.0])
     se = 5.0
-    assert group_standard_error(group) == pytest.approx(se, rel=1e-12)
+    assert group_standard_error(tiny, group) == pytest.approx(se, rel=1e-12)
     score = score_unit(
         tiny.model_copy(deep=True),
         UnitAggregate(unit="u", period="2025", groups={"internal": group}),
     )
     assert score.index == pytest.approx(75.0, abs=1e-12)
     assert score.ci is not None
-    assert score.ci[0] == pytest.approx(75 - 1.959964 * se, abs=1e-5)
-    assert score.ci[1] == pytest.approx(75 + 1.959964 * se, abs=1e-5)
-    # 75 ± 1.959964 · 5 = 75 ± 9.79982
-    assert score.ci == pytest.approx((65.20018, 84.79982), abs=1e-5)
+    # Student's t with 5 − 1 = 4 df, not the normal 1.96: 75 ± 2.776445 · 5 = 75 ± 13.882226
+    assert t_quantile(4) == pytest.approx(T4, abs=1e-12)
+    assert score.ci == pytest.approx((61.117774, 88.882226), abs=1e-6)
     shown = next(g for g in score.groups if g.code == "internal")
     # n = 5 ≥ K: the group line is shown with the same interval (one group, no deduction)
-    assert shown.shown and shown.ci == pytest.approx((65.20018, 84.79982), abs=1e-5)
+    assert shown.shown and shown.ci == pytest.approx((61.117774, 88.882226), abs=1e-6)
     hidden = single_dimension_group([60.0, 70.0, 80.0, 90.0])  # n = 4 < K
     alone = UnitAggregate(unit="u", period="2025", groups={"internal": hidden})
     line = next(g for g in score_unit(tiny, alone).groups if g.code == "internal")
-    assert group_standard_error(hidden) is not None
     assert not line.shown and line.ci is None  # the group line is hidden, CI included
 
 
@@ -460,6 +539,7 @@ def test_ci_combines_groups_with_squared_normalised_weights(tiny: Questionnaire)
     # normalised weights 0.35 / 0.8 = 0.4375 and 0.45 / 0.8 = 0.5625
     # index = 0.4375 · 75 + 0.5625 · 80 = 32.8125 + 45 = 77.8125
     # SE² = 0.4375² · 25 + 0.5625² · 12.5 = 4.78515625 + 3.955078125 = 8.740234375
+    # Welch df = 8.740234375² / (4.78515625² / 4 + 3.955078125² / 4) = 7.928…
     aggregate = UnitAggregate(
         unit="u",
         period="2025",
@@ -472,24 +552,28 @@ def test_ci_combines_groups_with_squared_normalised_weights(tiny: Questionnaire)
     score = score_unit(tiny, aggregate)
     se = math.sqrt(8.740234375)
     assert se == pytest.approx(2.956389, abs=1e-6)
+    df = 8.740234375**2 / (4.78515625**2 / 4 + 3.955078125**2 / 4)
+    assert df == pytest.approx(7.928487, abs=1e-6)
     assert score.index == pytest.approx(77.8125, abs=1e-12)
     assert score.corrected == pytest.approx(75.8125, abs=1e-12)
-    assert score.ci == pytest.approx((75.8125 - Z_95 * se, 75.8125 + Z_95 * se), abs=1e-12)
-    # 75.8125 ± 1.959964 · 2.956389 = 75.8125 ± 5.794415
-    assert score.ci == pytest.approx((70.018085, 81.606915), abs=1e-6)
+    half = t_quantile(df) * se
+    assert score.ci == pytest.approx((75.8125 - half, 75.8125 + half), abs=1e-12)
+    # 75.8125 ± 2.309… · 2.956389 = 75.8125 ± 6.828…
+    assert half == pytest.approx(2.3097 * se, abs=1e-3)
 
 
-def test_ci_needs_two_indexed_respondents_per_group_and_is_clipped(
+def test_k_counts_informative_people_and_the_ci_is_clipped(
     tiny: Questionnaire,
 ) -> None:
-    # eksternal: 5 respondents, but only one scored anything (four said "tidak tahu"
-    # throughout), so it counts in the index with no standard error
+    # eksternal: 5 completed responses, but only one scored anything (four said "tidak
+    # tahu" throughout): not a group of 5, so it is hidden and left out of the index
     one_indexed = GroupAggregate(
         n=5,
         n_indexed=1,
         sum_index=70.0,
         sumsq_index=4900.0,
         dimensions={"a": Tally(n=1, total=70.0)},
+        respondents=[{"a": 70.0}],
     )
     one = UnitAggregate(
         unit="u",
@@ -499,17 +583,13 @@ def test_ci_needs_two_indexed_respondents_per_group_and_is_clipped(
             "eksternal": one_indexed,
         },
     )
-    assert group_standard_error(one_indexed) is None
     score = score_unit(tiny, one)
-    # (0.35 · 75 + 0.45 · 70) / 0.8 = (26.25 + 31.5) / 0.8 = 72.1875
-    assert score.index == pytest.approx(72.1875, abs=1e-12)
-    assert score.ci is None
-    # a single respondent in a group under K does not block the interval: the group is
-    # left out, and the interval is internal's alone, 75 ± 1.959964 · 5
-    one.groups["eksternal"] = single_dimension_group([70.0])
-    assert score_unit(tiny, one).ci == pytest.approx((65.20018, 84.79982), abs=1e-5)
+    assert score.index == pytest.approx(75.0, abs=1e-12)  # internal's alone
+    assert not next(g for g in score.groups if g.code == "eksternal").shown
+    # and the interval is internal's alone, 75 ± 2.776445 · 5
+    assert score.ci == pytest.approx((61.117774, 88.882226), abs=1e-6)
     # 100, 100, 100, 90, 90: mean 96, s² = (3 · 4² + 2 · 6²) / 4 = 30, SE = √(30 / 5) = √6
-    # 96 ± 1.959964 · 2.449490 = 96 ± 4.800912 → (91.199088, 100.800912), cut at 100
+    # 96 ± 2.776445 · 2.449490 = 96 ± 6.800874 → (89.199126, 102.800874), cut at 100
     high = UnitAggregate(
         unit="u",
         period="2025",
@@ -517,7 +597,7 @@ def test_ci_needs_two_indexed_respondents_per_group_and_is_clipped(
     )
     ci = score_unit(tiny, high).ci
     assert ci is not None and ci[1] == 100.0
-    assert ci[0] == pytest.approx(91.199088, abs=1e-6)
+    assert ci[0] == pytest.approx(89.199126, abs=1e-6)
 
 
 def test_no_rounding_of_intermediates(tiny: Questionnaire) -> None:
@@ -542,18 +622,20 @@ def test_no_rounding_of_intermediates(tiny: Questionnaire) -> None:
 # -- worked example of docs/scoring.md, through the production aggregates -------
 
 WORKED_EXAMPLE: list[tuple[str, tuple[float | None, float | None, float | None]]] = [
-    ("internal", (100, 75, 50)),  # a 87.5, b 50 → respondent index 68.75
-    ("internal", (75, None, 100)),  # a 75, b 100 → 87.5
-    ("internal", (50, 50, 75)),  # a 50, b 75 → 62.5
-    ("internal", (100, 100, 100)),  # 100
-    ("internal", (75, 50, 25)),  # a 62.5, b 25 → 43.75
-    ("eksternal", (100, 100, 75)),  # a 100, b 75 → 87.5
-    ("eksternal", (75, 50, None)),  # a 62.5, no b → 62.5
-    ("eksternal", (100, 75, 100)),  # a 87.5, b 100 → 93.75
-    ("eksternal", (50, 75, 75)),  # a 62.5, b 75 → 68.75
-    ("eksternal", (None, None, None)),  # nothing scored: counted in n, no index
-    ("eksper", (25, 25, 0)),  # a 25, b 0 → 12.5
-    ("eksper", (50, 25, 25)),  # a 37.5, b 25 → 31.25
+    ("internal", (100, 75, 50)),  # a 87.5, b 50
+    ("internal", (75, None, 100)),  # a 75, b 100
+    ("internal", (50, 50, 75)),  # a 50, b 75
+    ("internal", (100, 100, None)),  # a 100, no b
+    ("internal", (75, 50, 25)),  # a 62.5, b 25
+    ("internal", (None, None, 50)),  # no a, b 50
+    ("eksternal", (100, 100, 75)),  # a 100, b 75
+    ("eksternal", (75, 50, None)),  # a 62.5, no b
+    ("eksternal", (100, 75, 100)),  # a 87.5, b 100
+    ("eksternal", (50, 75, 75)),  # a 62.5, b 75
+    ("eksternal", (None, None, None)),  # nothing scored: not informative
+    ("eksternal", (100, 100, None)),  # a 100, no b
+    ("eksper", (25, 25, 0)),  # a 25, b 0
+    ("eksper", (50, 25, 25)),  # a 37.5, b 25
 ]
 
 
@@ -589,48 +671,48 @@ async def test_worked_example_of_the_docs(tiny: Questionnaire, storage: Storage)
     async with storage.transaction() as tx:
         await add_correction(tx, "2025", "dinkes", 5.0, "contoh", moment)
         aggregate = await load_unit_aggregate(tx, "2025", "dinkes")
-        indices = [
-            r["respondent_index"]
-            for r in await tx.fetchall("SELECT respondent_index FROM responses ORDER BY id")
-        ]
-    # Response ids are random, so the rows come in no particular order.
-    assert sorted(indices, key=lambda v: (v is None, v or 0.0)) == sorted(
-        [
-            *(68.75, 87.5, 62.5, 100, 43.75),
-            *(87.5, 62.5, 93.75, 68.75, None),
-            *(12.5, 31.25),
-        ],
-        key=lambda v: (v is None, v or 0.0),
-    )
     score = score_unit(tiny, aggregate)
-    assert score.shown and score.n == 12
+    assert score.shown and score.n == 14
     internal, eksternal = aggregate.groups["internal"], aggregate.groups["eksternal"]
     eksper = aggregate.groups["eksper"]
-    # group dimension means
-    assert internal.dimensions["a"].mean == 75.0  # (87.5 + 75 + 50 + 100 + 62.5) / 5
-    assert internal.dimensions["b"].mean == 70.0  # (50 + 100 + 75 + 100 + 25) / 5
-    assert eksternal.dimensions["a"].mean == 78.125  # (100 + 62.5 + 87.5 + 62.5) / 4
-    assert eksternal.dimensions["b"].mean == pytest.approx(250 / 3)  # (75 + 100 + 75) / 3
-    # group indices (equal dimension weights)
-    assert group_index(tiny, internal) == 72.5
-    assert group_index(tiny, eksternal) == pytest.approx(80.729166667, abs=1e-9)
-    assert (eksternal.n, eksternal.n_indexed) == (5, 4)
-    # experts: a (25 + 37.5) / 2 = 31.25, b (0 + 25) / 2 = 12.5, G = 21.875; n = 2 < 5
-    assert (eksper.dimensions["a"].mean, eksper.dimensions["b"].mean) == (31.25, 12.5)
-    assert group_index(tiny, eksper) == 21.875 and eksper.n == 2
-    # unit index without the experts: (0.35 · 72.5 + 0.45 · 80.7291…) / 0.80, correction −5
-    # (with them it would be 25.375 + 36.328125 + 0.20 · 21.875 = 66.078125)
-    assert score.index == pytest.approx(77.12890625, abs=1e-9)
-    assert score.corrected == pytest.approx(72.12890625, abs=1e-9)
+    # dimension tallies: internal a 375 / 5, b 300 / 5; eksternal a 412.5 / 5, b 250 / 3
+    assert (internal.dimensions["a"].n, internal.dimensions["a"].total) == (5, 375.0)
+    assert (internal.dimensions["b"].n, internal.dimensions["b"].total) == (5, 300.0)
+    assert (eksternal.dimensions["a"].n, eksternal.dimensions["a"].total) == (5, 412.5)
+    assert (eksternal.dimensions["b"].n, eksternal.dimensions["b"].total) == (3, 250.0)
+    # group indices: internal (375 + 300) / (5 + 5) = 67.5; eksternal's b has 3 < 5
+    # answers and does not count, so 412.5 / 5 = 82.5
+    assert group_index(tiny, internal) == 67.5
+    assert group_index(tiny, eksternal) == 82.5
+    assert (eksternal.n, eksternal.n_indexed) == (6, 5)  # one all-"tidak tahu"
+    # experts: 2 people, no dimension reaches 5, no group index at all
+    assert group_index(tiny, eksper) is None and eksper.n == 2
+    # unit: (0.35 · 67.5 + 0.45 · 82.5) / 0.8 = 60.75 / 0.8 = 75.9375; −5 → 70.9375
+    assert score.index == pytest.approx(75.9375, abs=1e-12)
+    assert score.corrected == pytest.approx(70.9375, abs=1e-12)
     assert (band_of(score.index or 0.0, tiny.bands), score.band) == ("waspada", "riskan")
-    assert number(score.corrected or 0.0, "id") == "72,12"  # truncated, not 72,13
-    # CI: s² 480.46875 (internal, n 5) and 221.3541… (eksternal, n 4); experts left out
-    se = math.sqrt(0.4375**2 * 480.46875 / 5 + 0.5625**2 * (664.0625 / 3) / 4)
-    assert se == pytest.approx(5.991862, abs=1e-6)
-    assert score.ci == pytest.approx((60.385073, 83.872739), abs=1e-6)
+    assert number(score.corrected or 0.0, "id") == "70,94"
+    # interval: internal SE² = 1917 / (6 · 5) = 63.9, df 5;
+    # eksternal SE² = 1437.5 / (5 · 4) = 71.875, df 4
+    assert group_standard_error(tiny, internal) == pytest.approx(math.sqrt(63.9), abs=1e-12)
+    assert group_standard_error(tiny, eksternal) == pytest.approx(math.sqrt(71.875), abs=1e-12)
+    parts = (0.4375**2 * 63.9, 0.5625**2 * 71.875)  # 12.230859…, 22.741699…
+    se = math.sqrt(sum(parts))
+    df = sum(parts) ** 2 / (parts[0] ** 2 / 5 + parts[1] ** 2 / 4)
+    assert (se, df) == (pytest.approx(5.913760, abs=1e-6), pytest.approx(7.681938, abs=1e-6))
+    assert t_quantile(df) == pytest.approx(2.322729, abs=1e-6)
+    assert score.ci == pytest.approx((57.201435, 84.673565), abs=1e-6)
+    # the interval spans all three bands: the label says so
+    assert undecided_bands(score, tiny.bands) == ["riskan", "waspada", "terjaga"]
     assert score.provisional and score.missing == {"eksper": 3}  # 5 − 2
-    assert [g.index for g in score.groups] == [72.5, pytest.approx(80.729166667), None]
+    assert [g.index for g in score.groups] == [67.5, 82.5, None]
     assert [g.shown for g in score.groups] == [True, True, False]
+    # /skor: the same index from the published tallies; the staff interval's width was
+    # published with the fifth informative staff member (docs/scoring.md, section 10)
+    async with storage.transaction() as tx:
+        published = await published_unit_score(tx, tiny, "2025", "dinkes")
+    assert published.corrected == score.corrected and published.ci is not None
+    assert (number(published.ci[0], "id"), number(published.ci[1], "id")) == ("56,67", "85,20")
 
 
 # -- the aggregates against an independent audit of the answers table --------------
@@ -644,7 +726,7 @@ class Audit:
 
     n: dict[str, int] = field(default_factory=dict)
     dimension_means: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
-    group_indices: dict[str, float] = field(default_factory=dict)
+    group_indices: dict[str, float | None] = field(default_factory=dict)
     index: float | None = None
     corrected: float | None = None
     ci: tuple[float, float] | None = None
@@ -659,55 +741,69 @@ def audit(
 ) -> Audit:
     """From (response, group, dimension, item score) rows of counted responses.
 
-    Every group with data gets a group index (the export shows them all), but only
-    groups with at least AUDIT_K counted responses enter the unit index and interval.
+    A dimension counts in a group with at least AUDIT_K respondents who scored it;
+    the group index is Σ w·(sum of D(r,d)) / Σ w·n(g,d) over those; a group enters
+    the unit index with at least AUDIT_K informative respondents. The interval is
+    the linearised one with Student's t, groups combined with Welch's df.
     """
     per_response: dict[int, dict[str, list[float]]] = {r: {} for r in counted_responses}
     for response_id, _group, dimension, score in items:
         if response_id in per_response and dimension and score is not None:
             per_response[response_id].setdefault(dimension, []).append(score)
     result = Audit()
-    variances: dict[str, float | None] = {}
+    errors: dict[str, tuple[float, int] | None] = {}
     for group in group_weights:
         members = [r for r, g in counted_responses.items() if g == group]
         result.n[group] = len(members)
+        means = [{d: sum(s) / len(s) for d, s in per_response[r].items()} for r in members]
         dims: dict[str, list[float]] = {}
-        indices = []
-        for response_id in members:
-            means = {d: sum(s) / len(s) for d, s in per_response[response_id].items()}
-            for dimension, mean in means.items():
+        for m in means:
+            for dimension, mean in m.items():
                 dims.setdefault(dimension, []).append(mean)
-            if means:
-                weight = sum(dimension_weights[d] for d in means)
-                indices.append(sum(dimension_weights[d] * m for d, m in means.items()) / weight)
-        if not dims:
-            continue
-        group_means = {d: sum(v) / len(v) for d, v in dims.items()}
         for dimension, values in dims.items():
-            result.dimension_means[(group, dimension)] = (len(values), group_means[dimension])
-        weight = sum(dimension_weights[d] for d in group_means)
-        result.group_indices[group] = (
-            sum(dimension_weights[d] * m for d, m in group_means.items()) / weight
-        )
-        if len(indices) >= 2:
-            mean = sum(indices) / len(indices)
-            s2 = sum((i - mean) ** 2 for i in indices) / (len(indices) - 1)
-            variances[group] = s2 / len(indices)
-        else:
-            variances[group] = None
-    counted_groups = {g: i for g, i in result.group_indices.items() if result.n[g] >= AUDIT_K}
-    if counted_groups:
-        total = sum(group_weights[g] for g in counted_groups)
-        result.index = sum(group_weights[g] * i for g, i in counted_groups.items()) / total
+            result.dimension_means[(group, dimension)] = (len(values), sum(values) / len(values))
+        counted_dims = {d for d, v in dims.items() if len(v) >= AUDIT_K}
+        informative = sum(1 for m in means if m)
+        if not counted_dims:
+            if dims:
+                result.group_indices[group] = None
+            continue
+        top = sum(dimension_weights[d] * sum(dims[d]) for d in counted_dims)
+        bottom = sum(dimension_weights[d] * len(dims[d]) for d in counted_dims)
+        g_index = top / bottom
+        result.group_indices[group] = g_index
+        if informative < AUDIT_K:
+            continue
+        xy = [
+            (
+                sum(dimension_weights[d] for d in m if d in counted_dims),
+                sum(dimension_weights[d] * v for d, v in m.items() if d in counted_dims),
+            )
+            for m in means
+        ]
+        xy = [(x, y) for x, y in xy if x > 0]
+        k = len(xy)
+        mean_x = sum(x for x, _ in xy) / k
+        variance = sum(((y - g_index * x) / mean_x) ** 2 for x, y in xy) / (k * (k - 1))
+        errors[group] = (variance, k - 1)
+    shown = {
+        g: i
+        for g, i in result.group_indices.items()
+        if i is not None and g in errors and result.n[g] >= AUDIT_K
+    }
+    if shown:
+        total = sum(group_weights[g] for g in shown)
+        result.index = sum(group_weights[g] * i for g, i in shown.items()) / total
         result.corrected = max(0.0, result.index - deduction)
-        if all(variances[g] is not None for g in counted_groups):
-            se = math.sqrt(
-                sum((group_weights[g] / total) ** 2 * (variances[g] or 0.0) for g in counted_groups)
-            )
-            result.ci = (
-                max(0.0, result.corrected - 1.959964 * se),
-                min(100.0, result.corrected + 1.959964 * se),
-            )
+        parts = []
+        for g in shown:
+            error = errors[g]
+            assert error is not None
+            parts.append(((group_weights[g] / total) ** 2 * error[0], error[1]))
+        variance = sum(v for v, _ in parts)
+        df = variance**2 / sum(v * v / d for v, d in parts)
+        half = float(student_t.ppf(0.975, df)) * math.sqrt(variance)
+        result.ci = (max(0.0, result.corrected - half), min(100.0, result.corrected + half))
     return result
 
 
@@ -754,7 +850,8 @@ def assert_matches(aggregate: UnitAggregate, questionnaire: Questionnaire, expec
         got = aggregate.groups.get(group.code, GroupAggregate())
         assert got.n == expected.n[group.code], group.code
         got_index = group_index(questionnaire, got)
-        assert got_index == pytest.approx(expected.group_indices.get(group.code), abs=1e-9)
+        want = expected.group_indices.get(group.code)
+        assert got_index == (None if want is None else pytest.approx(want, abs=1e-9))
         for dimension, tally in got.dimensions.items():
             n, mean = expected.dimension_means[(group.code, dimension)]
             assert (tally.n, tally.mean) == (n, pytest.approx(mean, abs=1e-9))
@@ -766,7 +863,7 @@ def assert_matches(aggregate: UnitAggregate, questionnaire: Questionnaire, expec
     if expected.ci is None:
         assert score.ci is None
     else:
-        assert score.ci == pytest.approx(expected.ci, abs=1e-4)  # Z rounded to 1.959964
+        assert score.ci == pytest.approx(expected.ci, abs=1e-9)
 
 
 EKSTERNAL = ("Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"])
@@ -904,3 +1001,77 @@ async def test_flags_and_exclusion_remove_exactly_one_contribution(
         back = restored.groups["eksternal"].dimensions[dimension]
         assert (back.n, back.total) == (tally.n, pytest.approx(tally.total, abs=1e-9))
     assert_matches(restored, strict, audit_database(db_path, strict, "dinkes"))
+
+
+# -- what the text says -------------------------------------------------------------
+
+
+def test_an_interval_across_a_cut_off_says_the_bands_cannot_be_told_apart(
+    tiny: Questionnaire,
+) -> None:
+    # one group, indices 76 … 84: SE = √(40 / 4 / 5) = √2, 80 ± 2.776445 · √2 = 76.07 … 83.93
+    aggregate = UnitAggregate(
+        unit="dinkes",
+        period="2025",
+        groups={"internal": single_dimension_group([76.0, 78.0, 80.0, 82.0, 84.0])},
+    )
+    score = score_unit(tiny, aggregate)
+    assert score.ci is not None and score.ci[0] < 78 < score.ci[1] and score.ci[0] > 73
+    report = UnitReport(unit=Unit(code="dinkes", name="Dinas Kesehatan", kind="dinas"), score=score)
+    text = render_unit(report, tiny, "id")
+    assert "80,00 – waspada atau terjaga, belum dapat dibedakan" in text
+    assert "terjaga, not yet distinguishable" in render_unit(report, tiny, "en")
+    # a narrow interval inside one band: the band alone
+    narrow = single_dimension_group([79.0, 80.0, 80.0, 80.0, 81.0])
+    aggregate.groups["internal"] = narrow
+    calm = UnitReport(unit=report.unit, score=score_unit(tiny, aggregate))
+    assert "80,00 – terjaga" in render_unit(calm, tiny, "id")
+
+
+def test_skor_and_rekap_say_the_cut_offs_are_borrowed_and_show_kpk(
+    tiny: Questionnaire, tmp_path: Path
+) -> None:
+    aggregate = UnitAggregate(
+        unit="dinkes", period="2025", groups={"internal": single_dimension_group([74.0] * 6)}
+    )
+    report = UnitReport(
+        unit=Unit(code="dinkes", name="Dinas Kesehatan", kind="dinas"),
+        score=score_unit(tiny, aggregate),
+    )
+    borrowed = "batas KPK (terjaga mulai 78, waspada mulai 73) yang dipinjam"
+    assert borrowed in render_unit(report, tiny, "id")
+    kpk = load_kpk_results(KPK_RESULTS_PATH)
+    assert [(r.period, r.index) for r in kpk.results] == [("2023", 74.8), ("2024", 71.6)]
+    recap = render_recap([report], tiny, "id", "Kota Semarang", {}, city_index=74.0, kpk=kpk)
+    assert borrowed in recap
+    assert "Indeks kota, seluruh responden digabung: 74,00" in recap
+    # the questionnaire's period is 2025: KPK's latest result before it, with its year
+    assert "Hasil resmi SPI KPK untuk kota (2024): 71,6" in recap
+    in_2023 = tiny.model_copy(update={"period": "2023"})
+    assert "(2023): 74,8" in render_recap([report], in_2023, "id", "Kota Semarang", {}, kpk=kpk)
+
+
+def test_kpk_results_file_is_checked_at_load(tmp_path: Path) -> None:
+    bad = tmp_path / "kpk.toml"
+    bad.write_text(
+        'government = "Kota Semarang"\n[[results]]\nperiod = "2023"\nindex = 748\nsource = "KPK"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(KpkResultsError) as error:
+        load_kpk_results(bad)
+    assert "results[0].index" in str(error.value) and str(bad) in str(error.value)
+    bad.write_text(
+        'government = "Kota Semarang"\n'
+        + '[[results]]\nperiod = "2023"\nindex = 74.8\nsource = "KPK"\n' * 2,
+        encoding="utf-8",
+    )
+    with pytest.raises(KpkResultsError, match=r"results\[1\]\.period: duplicate '2023'"):
+        load_kpk_results(bad)
+
+
+def test_chart_and_text_share_one_number_formatter() -> None:
+    import bot.chart
+    import core.report
+
+    assert bot.chart.number is core.report.number
+    assert core.report.number(72.995, "id") == "73,00"  # and the band says waspada
