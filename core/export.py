@@ -10,10 +10,11 @@ what each sheet holds, why, and what a reader can still learn):
 * the day a response was completed (or its month, see below), never a time,
   and its duration in buckets;
 * a unit × group with fewer than k = 5 completed responses gives no answer
-  rows at all; in the others, profile items (screening answers and unscored
-  questions: position, ASN status, years in the unit...), the completion day and
-  which conditional questions a response saw are released only where every
-  combination of released values is shared by at least k responses;
+  rows at all; in the others, which conditional questions a response saw, the
+  completion day, the duration bucket, the quality flags and the profile items
+  (screening answers and unscored questions: position, ASN status, years in
+  the unit...) are released only where every combination of released values
+  is shared by at least k responses;
 * free text never appears here: ``free_text_rows`` writes it apart, unlinked,
   shuffled and pre-redacted, for a person to review;
 * answer rows only for a closed period (``spi-bot close-period``), unless an
@@ -83,7 +84,7 @@ DURATION_BUCKETS: tuple[tuple[int | None, str], ...] = (
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _WIDTH_SAMPLE = 500  # rows looked at to size columns
-_DAY, _MONTH = "completed_on", "completed_month"
+_DAY, _MONTH, _DURATION, _FLAGS = "completed_on", "completed_month", "duration", "flags"
 
 ANSWER_COLUMNS = (
     ("response_id", "Random id of one response, drawn for this export alone"),
@@ -95,8 +96,18 @@ ANSWER_COLUMNS = (
         f"Day completed (YYYY-MM-DD); the month (YYYY-MM) or {SUPPRESSED} where fewer "
         f"than {K_ANONYMITY} responses of the unit and group share it; empty after erasure",
     ),
-    ("duration", "Time taken, in buckets: " + ", ".join(label for _, label in DURATION_BUCKETS)),
-    ("flags", "Data-quality flags: " + ", ".join(KNOWN_FLAGS)),
+    (
+        "duration",
+        "Time taken, in buckets: "
+        + ", ".join(label for _, label in DURATION_BUCKETS)
+        + f"; {SUPPRESSED} where a bucket would set a response apart",
+    ),
+    (
+        "flags",
+        "Data-quality flags: "
+        + ", ".join(KNOWN_FLAGS)
+        + f"; {SUPPRESSED} where they would set a response apart",
+    ),
     ("counted", "1 if the response counts in the scores, 0 if excluded as flagged"),
     ("question_id", "Question (see the question and screening rows)"),
     ("dimension", "Dimension the item scores in; empty for unscored items"),
@@ -407,7 +418,12 @@ def _hashable(value: object) -> object:
 
 def _record(response: _Response, conditional: list[str], profile: list[str]) -> dict[str, object]:
     day = response.completed_on
-    record: dict[str, object] = {_DAY: day, _MONTH: day[:7] if day else None}
+    record: dict[str, object] = {
+        _DAY: day,
+        _MONTH: day[:7] if day else None,
+        _DURATION: duration_bucket(response.duration_seconds),
+        _FLAGS: response.flags,
+    }
     record.update({f"has:{q}": q in response.answers for q in conditional})
     record.update({q: response.answers.get(q) for q in profile})
     return record
@@ -473,18 +489,24 @@ def _cell_blocks(
     conditional = [q.id for q in questionnaire.questions_for(group) if _is_conditional(q)]
     profile = [q for q in order if is_profile_item(questionnaire, q)]
     records = [_record(m, conditional, profile) for m in members]
-    attributes = [[f"has:{q}"] for q in conditional] + [[_DAY, _MONTH]] + [[q] for q in profile]
+    attributes = [
+        *([f"has:{q}"] for q in conditional),
+        [_DAY, _MONTH],
+        [_DURATION],
+        [_FLAGS],
+        *([q] for q in profile),
+    ]
     released = set(released_attributes(records, attributes, k))
     hidden_items = {q for q in conditional if f"has:{q}" not in released}
 
     blocks = []
-    for member in members:
+    for member, record in zip(members, records, strict=True):
         if _DAY in released:
             completed_on: Cell = member.completed_on
         elif _MONTH in released:
             completed_on = member.completed_on[:7] if member.completed_on else None
         else:
-            completed_on = SUPPRESSED if member.completed_on else None
+            completed_on = SUPPRESSED
         block: list[list[Cell]] = []
         for question_id in order:
             if question_id not in member.answers or question_id in hidden_items:
@@ -503,8 +525,8 @@ def _cell_blocks(
                     group,
                     member.unit,
                     completed_on,
-                    duration_bucket(member.duration_seconds),
-                    member.flags,
+                    _released(record[_DURATION], _DURATION in released),
+                    _released(member.flags, _FLAGS in released),
                     member.counted,
                     question_id,
                     question.dimension if question else None,
@@ -514,6 +536,13 @@ def _cell_blocks(
             )
         blocks.append(block)
     return blocks
+
+
+def _released(value: object, released: bool) -> Cell:
+    """A response-level value, or the same mark for every response of the unit × group."""
+    if not released:
+        return SUPPRESSED
+    return None if value is None else str(value)
 
 
 def _plain(value: AnswerValue) -> Cell:
