@@ -388,28 +388,66 @@ def _item_order(questionnaire: Questionnaire, group: str) -> list[str]:
     ]
 
 
-def released_attributes(
+def anonymise(
     records: Sequence[Mapping[str, object]], attributes: Sequence[Sequence[str]], k: int
-) -> list[str]:
-    """Which attributes of one unit × group may be released (k-anonymity, greedily).
+) -> list[dict[str, object]]:
+    """k-anonymity for the records of one unit × group: generalise, then suppress locally.
 
     ``attributes`` lists, per attribute, its alternatives from finest to coarsest
-    (e.g. the day, then the month). Going down the list, each attribute is
-    released at the finest alternative that keeps every combination of the
-    values released so far shared by at least ``k`` records, or not at all.
-    Nothing is released for fewer than ``k`` records.
+    (the day, then the month); the first names the attribute. Going down the
+    list, each attribute is released at the alternative that hides the fewest
+    records (the finer on a tie): a value that would leave fewer than ``k``
+    records sharing the combination of values released so far becomes
+    ``SUPPRESSED``, and where the suppressed records of a combination are
+    themselves fewer than ``k``, the smallest visible value of it is suppressed
+    too. Every combination of released values, the mark included, is then
+    shared by at least ``k`` records. Returns, per record, the released value
+    of each attribute; for fewer than ``k`` records everything is suppressed.
     """
+    names = [alternatives[0] for alternatives in attributes]
     if len(records) < k:
-        return []
-    released: list[str] = []
-    for alternatives in attributes:
+        return [dict.fromkeys(names, SUPPRESSED) for _ in records]
+    released: list[dict[str, object]] = [{} for _ in records]
+    prefixes: list[tuple[object, ...]] = [() for _ in records]
+    for name, alternatives in zip(names, attributes, strict=True):
+        best: list[object] | None = None
         for key in alternatives:
-            trial = [*released, key]
-            classes = Counter(tuple(_hashable(r.get(a)) for a in trial) for r in records)
-            if min(classes.values()) >= k:
-                released.append(key)
-                break
+            shown = _suppress(prefixes, [_hashable(r.get(key)) for r in records], k)
+            if best is None or shown.count(SUPPRESSED) < best.count(SUPPRESSED):
+                best = shown
+        assert best is not None
+        for i, value in enumerate(best):
+            released[i][name] = value
+            prefixes[i] = (*prefixes[i], value)
     return released
+
+
+def _suppress(prefixes: list[tuple[object, ...]], values: list[object], k: int) -> list[object]:
+    """Suppress values until every (prefix, value) class has at least k records.
+
+    Every prefix class already has at least k records, so suppressing all of a
+    class always ends the loop; each round suppresses at least one more value.
+    """
+    shown = list(values)
+    while True:
+        classes = Counter(zip(prefixes, shown, strict=True))
+        small = {key for key, size in classes.items() if size < k}
+        if not small:
+            return shown
+        widen: set[tuple[object, ...]] = set()
+        for i, key in enumerate(zip(prefixes, shown, strict=True)):
+            if key in small:
+                if shown[i] == SUPPRESSED:
+                    widen.add(prefixes[i])
+                shown[i] = SUPPRESSED
+        for prefix in widen:
+            visible = Counter(
+                v for p, v in zip(prefixes, shown, strict=True) if p == prefix and v != SUPPRESSED
+            )
+            smallest = min(visible, key=lambda v: (visible[v], repr(v)))
+            for i, (p, v) in enumerate(zip(prefixes, shown, strict=True)):
+                if p == prefix and v == smallest:
+                    shown[i] = SUPPRESSED
 
 
 def _hashable(value: object) -> object:
@@ -496,41 +534,38 @@ def _cell_blocks(
         [_FLAGS],
         *([q] for q in profile),
     ]
-    released = set(released_attributes(records, attributes, k))
-    hidden_items = {q for q in conditional if f"has:{q}" not in released}
+    released = anonymise(records, attributes, k)
 
     blocks = []
-    for member, record in zip(members, records, strict=True):
-        if _DAY in released:
-            completed_on: Cell = member.completed_on
-        elif _MONTH in released:
-            completed_on = member.completed_on[:7] if member.completed_on else None
-        else:
-            completed_on = SUPPRESSED
+    for member, shown in zip(members, released, strict=True):
         block: list[list[Cell]] = []
         for question_id in order:
-            if question_id not in member.answers or question_id in hidden_items:
+            if question_id not in member.answers:
                 continue
+            if shown.get(f"has:{question_id}") == SUPPRESSED:
+                continue  # which conditional questions it saw would set it apart
             value = member.answers[question_id]
             question = questionnaire.question(question_id)
-            if question_id in profile:
-                shown: Cell = _plain(value) if question_id in released else SUPPRESSED
-                score = None
-            else:
-                shown = _plain(value)
+            score = None
+            if question_id not in profile:
+                cell = _plain(value)
                 score = item_score(question, value) if question else None
+            elif shown[question_id] == SUPPRESSED:
+                cell = SUPPRESSED
+            else:
+                cell = _plain(value)
             block.append(
                 [
                     period,
                     group,
                     member.unit,
-                    completed_on,
-                    _released(record[_DURATION], _DURATION in released),
-                    _released(member.flags, _FLAGS in released),
+                    _cell(shown[_DAY]),
+                    _cell(shown[_DURATION]),
+                    _cell(shown[_FLAGS]),
                     member.counted,
                     question_id,
                     question.dimension if question else None,
-                    shown,
+                    cell,
                     score,
                 ]
             )
@@ -538,10 +573,7 @@ def _cell_blocks(
     return blocks
 
 
-def _released(value: object, released: bool) -> Cell:
-    """A response-level value, or the same mark for every response of the unit × group."""
-    if not released:
-        return SUPPRESSED
+def _cell(value: object) -> Cell:
     return None if value is None else str(value)
 
 

@@ -23,7 +23,7 @@ import pytest
 from bot.export_cli import export_command
 from core.config import load_settings
 from core.engine import Engine
-from core.export import DURATION_BUCKETS, SUPPRESSED, ExportData, Table, export_rows
+from core.export import DURATION_BUCKETS, SUPPRESSED, ExportData, Table, anonymise, export_rows
 from core.identity import pseudonym
 from core.questionnaire import Questionnaire
 from core.redaction import redact
@@ -232,8 +232,9 @@ async def test_profile_items_never_single_out_a_respondent(
     responses = by_response(rows)
     sizes = Counter((rs[0]["unit_code"], rs[0]["group"]) for rs in responses.values())
     assert sizes == {("dinkes", "internal"): 5, ("inspektorat", "eksternal"): 5}
-    # Whatever profile values and days were released, every combination of them is
-    # shared by at least k responses of the same unit and group.
+    # Whatever profile values, days, buckets and flags were released (a suppression
+    # mark is a value too), every combination is shared by at least k responses of
+    # the same unit and group.
     profile_ids = {
         q.id for q in questionnaire.questions if q.dimension is None and q.type != "text"
     }
@@ -243,8 +244,7 @@ async def test_profile_items_never_single_out_a_respondent(
             sorted(
                 (str(r["question_id"]), str(r["value"]))
                 for r in rs
-                if (str(r["question_id"]).startswith("screen_") or r["question_id"] in profile_ids)
-                and r["value"] != SUPPRESSED
+                if str(r["question_id"]).startswith("screen_") or r["question_id"] in profile_ids
             )
         )
         present = tuple(sorted(str(r["question_id"]) for r in rs))
@@ -335,3 +335,29 @@ async def test_answers_of_an_open_period_only_when_asked_for_and_audited(
 )
 def test_redaction_masks_names_titles_and_numbers(text: str, expected: str, masked: int) -> None:
     assert redact(text) == (expected, masked)
+
+
+def test_anonymise_suppresses_only_the_rare_values_and_enough_of_them() -> None:
+    """Twelve staff of one unit: 7 "pelaksana", 4 "fungsional", 1 "pimpinan"."""
+    roles = ["pelaksana"] * 7 + ["fungsional"] * 4 + ["pimpinan"]
+    days = ["2025-06-10"] * 6 + ["2025-06-11"] * 5 + ["2025-07-01"]
+    status = ["asn"] * 11 + ["non_asn"]
+    rows = [
+        {"day": d, "month": d[:7], "role": r, "status": s}
+        for d, r, s in zip(days, roles, status, strict=True)
+    ]
+    released = anonymise(rows, [["day", "month"], ["role"], ["status"]], k=5)
+    classes = Counter(tuple(r.values()) for r in released)
+    assert min(classes.values()) >= 5
+    # The lone July day falls back to the month... which is also alone: then the
+    # day is kept for the others and only that one, plus the smallest other day
+    # class to make five, is suppressed (6 + 5 + 1: the five of the 11th join it).
+    assert [r["day"] for r in released].count(SUPPRESSED) == 6
+    assert {r["day"] for r in released} == {"2025-06-10", SUPPRESSED}
+    # roles: the lone head of unit is hidden, with as few others as k requires
+    hidden_roles = [r["role"] for r in released].count(SUPPRESSED)
+    assert 0 < hidden_roles < len(rows)
+    # the only non-civil-servant is never visible
+    assert "non_asn" not in {r["status"] for r in released}
+    # under k records nothing is released
+    assert anonymise(rows[:4], [["role"]], k=5) == [{"role": SUPPRESSED}] * 4
