@@ -85,6 +85,15 @@ DURATION_BUCKETS: tuple[tuple[int | None, str], ...] = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _WIDTH_SAMPLE = 500  # rows looked at to size columns
 _DAY, _MONTH, _DURATION, _FLAGS = "completed_on", "completed_month", "duration", "flags"
+_RANGE = ":range"
+# Upper bounds and labels of the ranges a number answer falls back to.
+NUMBER_RANGES: tuple[tuple[int | None, str], ...] = (
+    (1, "1"),
+    (3, "2–3"),
+    (10, "4–10"),
+    (30, "11–30"),
+    (None, "31+"),
+)
 
 ANSWER_COLUMNS = (
     ("response_id", "Random id of one response, drawn for this export alone"),
@@ -113,7 +122,8 @@ ANSWER_COLUMNS = (
     ("dimension", "Dimension the item scores in; empty for unscored items"),
     (
         "value",
-        "Option code (several joined by commas), or a number; "
+        "Option code (several joined by commas), or a number (for a profile item, "
+        "possibly its range: " + ", ".join(label for _, label in NUMBER_RANGES) + "); "
         f"{SUPPRESSED} for a profile item withheld for anonymity",
     ),
     ("item_score", "Score 0–100 of the answer (higher = lower risk); empty if unscored"),
@@ -463,8 +473,22 @@ def _record(response: _Response, conditional: list[str], profile: list[str]) -> 
         _FLAGS: response.flags,
     }
     record.update({f"has:{q}": q in response.answers for q in conditional})
-    record.update({q: response.answers.get(q) for q in profile})
+    for q in profile:
+        value = response.answers.get(q)
+        record[q] = value
+        if isinstance(value, int | float):
+            record[f"{q}{_RANGE}"] = number_range(value)
     return record
+
+
+def _is_number(questionnaire: Questionnaire, question_id: str) -> bool:
+    question = questionnaire.question(question_id)
+    return question is not None and question.type == "number"
+
+
+def number_range(value: float) -> str:
+    """A count such as the number of visits, coarsened when the exact number is rare."""
+    return next(label for bound, label in NUMBER_RANGES if bound is None or value <= bound)
 
 
 async def _answer_table(
@@ -532,7 +556,7 @@ def _cell_blocks(
         [_DAY, _MONTH],
         [_DURATION],
         [_FLAGS],
-        *([q] for q in profile),
+        *([q, f"{q}{_RANGE}"] if _is_number(questionnaire, q) else [q] for q in profile),
     ]
     released = anonymise(records, attributes, k)
 
@@ -550,10 +574,8 @@ def _cell_blocks(
             if question_id not in profile:
                 cell = _plain(value)
                 score = item_score(question, value) if question else None
-            elif shown[question_id] == SUPPRESSED:
-                cell = SUPPRESSED
             else:
-                cell = _plain(value)
+                cell = _cell(shown[question_id])  # the value, its range or the mark
             block.append(
                 [
                     period,
@@ -574,7 +596,12 @@ def _cell_blocks(
 
 
 def _cell(value: object) -> Cell:
-    return None if value is None else str(value)
+    """A released value as written: numbers stay numbers, several codes join with commas."""
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _plain(value: AnswerValue) -> Cell:

@@ -23,7 +23,15 @@ import pytest
 from bot.export_cli import export_command
 from core.config import load_settings
 from core.engine import Engine
-from core.export import DURATION_BUCKETS, SUPPRESSED, ExportData, Table, anonymise, export_rows
+from core.export import (
+    DURATION_BUCKETS,
+    SUPPRESSED,
+    ExportData,
+    Table,
+    anonymise,
+    export_rows,
+    number_range,
+)
 from core.identity import pseudonym
 from core.questionnaire import Questionnaire
 from core.redaction import redact
@@ -361,3 +369,11 @@ def test_anonymise_suppresses_only_the_rare_values_and_enough_of_them() -> None:
     assert "non_asn" not in {r["status"] for r in released}
     # under k records nothing is released
     assert anonymise(rows[:4], [["role"]], k=5) == [{"role": SUPPRESSED}] * 4
+
+
+def test_a_rare_exact_number_falls_back_to_its_range() -> None:
+    visits = [1, 2, 3, 2, 3, 5, 6, 7, 8, 9]
+    rows = [{"ex_jumlah": v, "ex_jumlah:range": number_range(v)} for v in visits]
+    released = anonymise(rows, [["ex_jumlah", "ex_jumlah:range"]], k=5)
+    # every exact count is rarer than 5; the ranges keep "4–10" for five of them
+    assert Counter(r["ex_jumlah"] for r in released) == {"4–10": 5, SUPPRESSED: 5}
