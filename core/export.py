@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -67,7 +67,6 @@ from core.storage import Transaction
 from core.units import UnitRegistry
 
 Cell = str | int | float | None
-Format = Literal["xlsx", "csv"]
 ALL_GROUPS = "all"
 SUPPRESSED = "(suppressed)"
 SCREENING_PREFIX = "screen_"
@@ -575,15 +574,15 @@ def _cell_blocks(
                 cell = _plain(value)
                 score = item_score(question, value) if question else None
             else:
-                cell = _cell(shown[question_id])  # the value, its range or the mark
+                cell = _plain(shown[question_id])  # the value, its range or the mark
             block.append(
                 [
                     period,
                     group,
                     member.unit,
-                    _cell(shown[_DAY]),
-                    _cell(shown[_DURATION]),
-                    _cell(shown[_FLAGS]),
+                    _plain(shown[_DAY]),
+                    _plain(shown[_DURATION]),
+                    _plain(shown[_FLAGS]),
                     member.counted,
                     question_id,
                     question.dimension if question else None,
@@ -595,20 +594,13 @@ def _cell_blocks(
     return blocks
 
 
-def _cell(value: object) -> Cell:
-    """A released value as written: numbers stay numbers, several codes join with commas."""
+def _plain(value: object) -> Cell:
+    """A value as written: numbers stay numbers, several codes join with commas."""
     if value is None or isinstance(value, str | int | float):
         return value
-    if isinstance(value, tuple):
+    if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)
     return str(value)
-
-
-def _plain(value: AnswerValue) -> Cell:
-    """A multi-select answer becomes its codes joined by commas; the rest stays as is."""
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return value
 
 
 # -- codebook and audit ----------------------------------------------------
@@ -765,7 +757,7 @@ async def free_text_rows(
             (period,),
         )
     }
-    text_ids = [q.id for q in questionnaire.questions if q.type == "text"]
+    text_ids = [q.id for q in questionnaire.questions if q.type == "text"] or [""]
     marks = ",".join("?" for _ in text_ids)
     found = await tx.fetchall(
         "SELECT r.unit_code, r.group_code, a.question_id, a.value "
