@@ -87,9 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("console", help="take the survey in the terminal")
     check = sub.add_parser("check-questionnaire", help="validate a questionnaire file")
     check.add_argument("file", type=Path)
-    export = sub.add_parser("export", help="export scores and answers")
+    export = sub.add_parser("export", help="export scores and answers (docs/EXPORT.md)")
     export.add_argument("--format", choices=("xlsx", "csv"), default="xlsx")
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--out", type=Path, help="the export (XLSX file or CSV files)")
+    export.add_argument(
+        "--free-text", type=Path, help="free-text answers, redacted, for manual review"
+    )
+    export.add_argument(
+        "--open-period", action="store_true", help="include answers of a period not yet closed"
+    )
     backup = sub.add_parser("backup", help="copy the live database (online backup)")
     backup.add_argument("file", type=Path)
     close = sub.add_parser("close-period", help="freeze a survey period; schedule its purge")
@@ -245,7 +251,15 @@ def _main(args: argparse.Namespace) -> int:
     elif command == "export":
         from bot.export_cli import export_command
 
-        return asyncio.run(export_command(settings, args.format, args.out))
+        return asyncio.run(
+            export_command(
+                settings,
+                args.format,
+                args.out,
+                free_text=args.free_text,
+                open_period=args.open_period,
+            )
+        )
     elif command == "close-period":
         from bot.retention_cli import close_period_command
 

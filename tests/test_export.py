@@ -1,10 +1,16 @@
-"""The auditor's export (XLSX/CSV, in-process and through the CLI) and the `/skor` chart."""
+"""The auditor's export (XLSX/CSV, in-process and through the CLI) and the `/skor` chart.
+
+What the export must not reveal is attacked in tests/test_export_privacy.py.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import pwd
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,23 +21,24 @@ from openpyxl import load_workbook
 from bot.chart import dimension_chart
 from bot.export_cli import export_command
 from core.aggregates import add_correction, load_unit_aggregate
-from core.config import load_settings
+from core.config import PROJECT_ROOT, load_settings
 from core.engine import Engine
 from core.export import ExportData, Table, export_rows, write_csv, write_xlsx
 from core.questionnaire import Questionnaire
-from core.scoring import score_unit
+from core.scoring import K_ANONYMITY, score_unit
 from core.storage import Storage
 from core.units import UnitRegistry
 from tests.survey_driver import Clock
+from tests.test_export_privacy import close_period
 from tests.test_scoring import EKSPER, EKSTERNAL, INTERNAL, audit, take_survey
 
-SHEETS = ["Skor unit", "Skor dimensi", "Jawaban"]
+SHEETS = ["Skor unit", "Skor dimensi", "Jawaban", "Buku kode", "Audit"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
 async def filled(engine: Engine, clock: Clock, storage: Storage) -> Storage:
-    """Dinas Kesehatan with all three groups (experts under 5) and a correction."""
+    """Dinas Kesehatan with all three groups (experts under 5) and a correction; closed."""
     for i in range(6):
         await take_survey(engine, clock, f"ex{i}", EKSTERNAL, shift=i)
     for i in range(5):
@@ -41,6 +48,8 @@ async def filled(engine: Engine, clock: Clock, storage: Storage) -> Storage:
     await take_survey(engine, clock, "fast", EKSTERNAL, shift=1, seconds=30)  # a speeder
     async with storage.transaction() as tx:
         await add_correction(tx, engine.period, "dinkes", 2.25, "pengarahan", clock.now)
+        await tx.audit("admin:7", "correction", "dinkes 2.25 pengarahan", clock.now)
+    await close_period(storage, engine.period)
     return storage
 
 
@@ -119,17 +128,18 @@ async def test_xlsx_has_three_sheets_and_the_scores_recompute_from_the_answers(
     assert empty["n_total"] == 0 and empty["index"] is None and empty["band"] is None
 
     answers = sheet_rows(out, "Jawaban")
-    assert {len(str(r["pseudonym"])) for r in answers} == {16}
-    assert len({r["response_id"] for r in answers}) == data.responses == 14
+    # the two experts (under k) are withheld; everyone else is there
+    assert len({r["response_id"] for r in answers}) == data.responses == 12
+    assert data.withheld == 2 and {r["group"] for r in answers} == {"internal", "eksternal"}
     expected = recompute_from_answers(answers, questionnaire, "dinkes", 2.25)
     for column in ("index", "corrected", "ci_low", "ci_high"):
         assert dinkes[column] == pytest.approx(expected[column], abs=1e-4), column
-    for group in questionnaire.groups:
-        assert dinkes[f"n_{group.code}"] == expected[f"n_{group.code}"]
-        assert dinkes[f"index_{group.code}"] == pytest.approx(expected[f"index_{group.code}"])
-    # 2 experts: no dimension reaches k = 5 answers, so the group has no index (and is
-    # not in the unit index); their answers are still in the Jawaban sheet
-    assert dinkes["index_eksper"] is None
+    for group in ("internal", "eksternal"):
+        assert dinkes[f"n_{group}"] == expected[f"n_{group}"]
+        assert dinkes[f"index_{group}"] == pytest.approx(expected[f"index_{group}"])
+    # two experts: counted, but neither their index nor their answers are shown, and
+    # they are not in the unit index
+    assert expected["n_eksper"] == 0 and dinkes["index_eksper"] is None
     internal, eksternal = dinkes["index_internal"], dinkes["index_eksternal"]
     assert isinstance(internal, float) and isinstance(eksternal, float)
     assert dinkes["index"] == pytest.approx((0.35 * internal + 0.45 * eksternal) / 0.8)
@@ -148,9 +158,13 @@ async def test_xlsx_has_three_sheets_and_the_scores_recompute_from_the_answers(
         if r["unit_code"] == "dinkes" and r["group"] != "all"
     }
     audited = expected["dimensions"]
-    assert isinstance(audited, dict) and set(by_group) == set(audited)
+    assert isinstance(audited, dict)
+    assert {key for key, (_, mean) in by_group.items() if mean is not None} == {
+        key for key, (n, _) in audited.items() if n >= K_ANONYMITY
+    }
     for key, (n, mean) in audited.items():
-        assert by_group[key] == (n, pytest.approx(mean))
+        assert by_group[key] == (n, pytest.approx(mean) if n >= K_ANONYMITY else None)
+    assert by_group[("eksper", "transparansi")] == (2, None)
     overall = {r["dimension"]: r["mean"] for r in dimensions if r["group"] == "all"}
     shown = {d.code: d.score for d in score.dimensions if d.score is not None}
     assert overall == pytest.approx(shown, rel=1e-15)
@@ -161,7 +175,17 @@ async def test_csv_files_have_bom_and_full_precision(
 ) -> None:
     data = await collect(filled, questionnaire, units)
     written = write_csv(data, tmp_path / "out")
-    assert [p.name for p in written] == ["skor_unit.csv", "skor_dimensi.csv", "jawaban.csv"]
+    assert (
+        [p.name for p in written]
+        == [f"{t.slug}.csv" for t in data.tables]
+        == [
+            "skor_unit.csv",
+            "skor_dimensi.csv",
+            "jawaban.csv",
+            "buku_kode.csv",
+            "audit.csv",
+        ]
+    )
     for path in written:
         assert path.read_bytes().startswith(b"\xef\xbb\xbf")
     with written[0].open(encoding="utf-8-sig", newline="") as fh:
@@ -172,7 +196,7 @@ async def test_csv_files_have_bom_and_full_precision(
     assert float(rows["dinkes"]["index"]) == index  # repr round-trips exactly
     assert rows["setda"]["index"] == ""
     named = write_csv(data, tmp_path / "laporan.csv")
-    assert [p.name for p in named] == [
+    assert [p.name for p in named][:3] == [
         "laporan_skor_unit.csv",
         "laporan_skor_dimensi.csv",
         "laporan_jawaban.csv",
@@ -198,7 +222,7 @@ async def test_export_command_in_process_needs_no_secret(
     settings = load_settings(database_path=db_path, spi_secret_key=None)
     assert await export_command(settings, "csv", tmp_path / "e.csv") == 0
     assert (tmp_path / "e_jawaban.csv").exists()
-    assert "14 responses" in capsys.readouterr().out
+    assert "12 responses" in capsys.readouterr().out
     missing = load_settings(database_path=tmp_path / "none.sqlite3")
     assert await export_command(missing, "xlsx", tmp_path / "x.xlsx") == 1
     assert not (tmp_path / "none.sqlite3").exists()
@@ -207,6 +231,7 @@ async def test_export_command_in_process_needs_no_secret(
 async def test_cli_export_subprocess(filled: Storage, db_path: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPI_", "TELEGRAM_"))}
     env["DATABASE_PATH"] = str(db_path)
+    env["PYTHONPATH"] = str(PROJECT_ROOT)  # this checkout, not another installed copy
     out = tmp_path / "cli" / "skor.xlsx"
     done = subprocess.run(
         [sys.executable, "-m", "bot", "export", "--format", "xlsx", "--out", str(out)],
@@ -218,7 +243,7 @@ async def test_cli_export_subprocess(filled: Storage, db_path: Path, tmp_path: P
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "14 responses" in done.stdout and str(out) in done.stdout
+    assert "12 responses" in done.stdout and str(out) in done.stdout
     assert load_workbook(out).sheetnames == SHEETS
 
 
@@ -244,3 +269,102 @@ async def test_chart_is_a_small_png_and_leaks_no_figure(
     assert dimension_chart(empty, questionnaire, "en", "Sekretariat Daerah").startswith(
         PNG_SIGNATURE
     )
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+async def test_every_export_file_is_created_0600(
+    filled: Storage, db_path: Path, tmp_path: Path
+) -> None:
+    settings = load_settings(database_path=db_path, spi_secret_key=None)
+    stale = tmp_path / "old.xlsx"
+    stale.write_bytes(b"an earlier export, world-readable")
+    stale.chmod(0o644)
+    previous = os.umask(0o022)  # the usual umask makes new files 0644
+    try:
+        assert await export_command(settings, "xlsx", stale, free_text=tmp_path / "t.xlsx") == 0
+        assert (
+            await export_command(settings, "csv", tmp_path / "csv", free_text=tmp_path / "t.csv")
+            == 0
+        )
+    finally:
+        os.umask(previous)
+    written = [stale, tmp_path / "t.xlsx", tmp_path / "t.csv", *(tmp_path / "csv").iterdir()]
+    assert len(written) == 3 + len(SHEETS)
+    assert {p.name: mode(p) for p in written} == {p.name: 0o600 for p in written}
+    assert load_workbook(stale).sheetnames == SHEETS
+    assert not [p for p in tmp_path.rglob(".*.tmp")]  # no temporary file left behind
+
+
+async def test_every_export_is_in_the_audit_log_and_its_sheet(
+    filled: Storage,
+    db_path: Path,
+    tmp_path: Path,
+    questionnaire: Questionnaire,
+    units: UnitRegistry,
+) -> None:
+    settings = load_settings(database_path=db_path, spi_secret_key=None)
+    assert await export_command(settings, "xlsx", tmp_path / "a.xlsx") == 0
+    assert await export_command(settings, "csv", None, free_text=tmp_path / "t.csv") == 0
+    later = await export_command(settings, "csv", tmp_path / "b", open_period=True, actor="cli:ana")
+    assert later == 0
+    async with filled.transaction() as tx:
+        logged = await tx.fetchall("SELECT at, actor, action, detail FROM audit_log ORDER BY id")
+    assert [r["action"] for r in logged] == ["correction", "export", "export_free_text", "export"]
+    _, first, free, last = logged
+    assert first["actor"] == f"cli:{pwd.getpwuid(os.getuid()).pw_name}" == free["actor"]
+    assert last["actor"] == "cli:ana"
+    assert first["at"].startswith("20")
+    assert json.loads(first["detail"]) == {
+        "period": "2025",
+        "format": "xlsx",
+        "sheets": SHEETS,
+        "open_period": False,
+    }
+    assert json.loads(free["detail"]) == {"period": "2025", "format": "csv"}
+    assert json.loads(last["detail"])["open_period"] is True
+    # the export's own sheet shows the corrections and every earlier export, itself included
+    audit_rows = sheet_rows(tmp_path / "a.xlsx", "Audit")
+    assert [(r["actor"], r["action"]) for r in audit_rows] == [
+        ("admin:7", "correction"),
+        (first["actor"], "export"),
+    ]
+    assert audit_rows[0]["detail"] == "dinkes 2.25 pengarahan"
+
+
+async def test_the_codebook_alone_scores_and_labels_every_answer(
+    filled: Storage, questionnaire: Questionnaire, units: UnitRegistry, tmp_path: Path
+) -> None:
+    out = tmp_path / "e.xlsx"
+    write_xlsx(await collect(filled, questionnaire, units), out)
+    book = sheet_rows(out, "Buku kode")
+    options = {
+        (r["code"], r["option_code"]): r
+        for r in book
+        if r["kind"] in ("question", "screening") and r["option_code"] is not None
+    }
+    questions = {r["code"]: r for r in book if r["kind"] in ("question", "screening")}
+    answers = sheet_rows(out, "Jawaban")
+    assert answers
+    for row in answers:
+        entry = questions[row["question_id"]]
+        assert entry["text_id"] and entry["text_en"]
+        assert entry["dimension"] == row["dimension"]
+        if row["item_score"] is not None:
+            option = options[(row["question_id"], row["value"])]
+            assert option["score"] == row["item_score"]
+            assert option["option_id"] and option["option_en"]
+    assert {r["code"] for r in book if r["kind"] == "dimension"} == {
+        d.code for d in questionnaire.dimensions
+    }
+    weights = {r["code"]: r["weight"] for r in book if r["kind"] == "group"}
+    assert weights == {g.code: g.weight for g in questionnaire.groups}
+    assert {r["code"] for r in book if r["kind"] == "column"} == set(answers[0])
+    assert {r["code"]: r["score"] for r in book if r["kind"] == "band"} == {
+        "terjaga": 78.0,
+        "waspada": 73.0,
+        "riskan": 0.0,
+    }
+    assert "ragu" in {code for (_, code) in options}  # every option, answered or not

@@ -84,4 +84,4 @@ async def test_official_admin_and_stranger(api: FakeBotApi, tmp_path: Path) -> N
         await command(api, ADMIN, "/ekspor", method="sendDocument")
         document = api.calls_of("sendDocument")[-1].params["document"]
         workbook = openpyxl.load_workbook(io.BytesIO(document.content))
-        assert len(workbook.sheetnames) == 3
+        assert workbook.sheetnames == ["Skor unit", "Skor dimensi", "Buku kode", "Audit"]
