@@ -32,7 +32,6 @@ from core.export import (
     Table,
     export_rows,
     free_text_rows,
-    period_closed,
     record_export,
     write_csv,
     write_csv_table,
@@ -40,6 +39,7 @@ from core.export import (
     write_xlsx,
 )
 from core.model import utcnow
+from core.retention import is_closed
 from core.storage import Storage, Transaction
 
 FORMATS = ("xlsx", "csv")
@@ -99,7 +99,7 @@ async def export_command(
     try:
         async with storage.transaction() as tx:  # recorded before anything is read
             now = utcnow()
-            microdata = open_period or await period_closed(tx, period)
+            microdata = open_period or await is_closed(tx, period)
             if out is not None:
                 await record_export(tx, who, now, period, fmt, microdata, open_period)
             if free_text is not None:

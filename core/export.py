@@ -62,6 +62,7 @@ from core.aggregates import (
 from core.model import AnswerValue, utcnow
 from core.questionnaire import Question, Questionnaire
 from core.redaction import redact
+from core.retention import is_closed
 from core.scoring import K_ANONYMITY, Band, group_index, item_score, score_unit
 from core.storage import Transaction
 from core.units import UnitRegistry
@@ -177,12 +178,6 @@ def duration_bucket(seconds: int | None) -> str | None:
     return next(label for bound, label in DURATION_BUCKETS if bound is None or seconds < bound)
 
 
-async def period_closed(tx: Transaction, period: str) -> bool:
-    """True once `spi-bot close-period` has frozen the period."""
-    row = await tx.fetchone("SELECT 1 FROM periods WHERE period = ?", (period,))
-    return row is not None
-
-
 def sheet_titles(microdata: bool) -> list[str]:
     """The sheets an export holds, as recorded in the audit log."""
     answers = ["Jawaban"] if microdata else []
@@ -228,7 +223,7 @@ async def export_rows(
     this transaction (which must then be a write transaction); callers reading
     through a read-only snapshot call :func:`record_export` themselves first.
     """
-    closed = await period_closed(tx, period)
+    closed = await is_closed(tx, period)
     microdata = closed or open_period
     if actor is not None:
         await record_export(tx, actor, now or utcnow(), period, fmt, microdata, open_period)
