@@ -256,7 +256,7 @@ async def on_admin_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     match = _BUTTON.match(query.data or "")
     if match is None:
         view = await desk.role(caller)
-        await _answer(query, render.refusal(Refused("not_found", view.locale, "?"), "admin"))
+        await _answer(query, render.refusal(Refused("button_unknown", view.locale), "admin"))
         return
     action, number = match.group(1), int(match.group(2))
     if action == "rank":

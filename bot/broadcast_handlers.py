@@ -141,7 +141,7 @@ async def on_broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE
     match = _BUTTON.match(query.data or "")
     if match is None:
         view = await desk.role(caller)
-        await _answer(query, render.refusal(Refused("not_found", view.locale, "?"), "siaran"))
+        await _answer(query, render.refusal(Refused("button_unknown", view.locale), "siaran"))
         return
     broadcast_id = int(match.group(2))
     result = await desk.broadcast_decide(caller, broadcast_id, match.group(1) == "send")

@@ -208,7 +208,7 @@ async def user_locale(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str
     if user is None:
         return svc.settings.default_locale
     key = svc.engine.respondent_key(CHANNEL, str(user.id))
-    async with svc.storage.transaction() as tx:
+    async with svc.storage.read() as tx:  # never waits for the writer
         state = await tx.get_session(key)
     return state.locale if state else svc.settings.default_locale
 

@@ -123,6 +123,7 @@ def refusal(refused: d.Refused, command: str, limit: int = 0) -> Rendered:
         ),
         "too_long": N_("The message is too long ({length} characters; at most {limit})."),
         "already_decided": N_("This broadcast was already sent or cancelled."),
+        "button_unknown": N_("This button is not recognised."),
         "export_disabled": N_(
             "Exports are not sent in the chat. They are made on the server with: "
             "spi-bot export --format xlsx --out FILE"

@@ -74,6 +74,7 @@ Reason = Literal[
     "too_long",  # detail: the length
     "already_decided",  # a broadcast already sent or cancelled
     "export_disabled",
+    "button_unknown",  # a button's data that no operation recognises
 ]
 
 
