@@ -2,7 +2,8 @@
 
 HTTP client, per-user ordering, every handler in order, the commands menu, and
 PTB's lifecycle: ``post_init`` starts housekeeping, the menu and the broadcast
-sender; ``post_shutdown`` closes the services. ``Defaults(parse_mode=HTML)`` is
+sender; ``post_stop`` stops the sender (an event, no polling); ``post_shutdown``
+closes the services. ``Defaults(parse_mode=HTML)`` is
 set here once; what is sent is escaped where it is rendered (bot/render.py).
 """
 
@@ -25,6 +26,7 @@ from bot.broadcast_handlers import add_broadcast_handlers, start_reminders
 from bot.flood import FloodGuard
 from bot.handlers import add_survey_handlers, on_id
 from bot.http import AiohttpRequest
+from bot.jobs import stop as stop_sender
 from bot.processor import PerUserUpdateProcessor
 from bot.services import SERVICES_KEY, Services, services_of
 from core.desk import Desk
@@ -71,6 +73,11 @@ async def on_startup(application: Application) -> None:  # type: ignore[type-arg
     await start_reminders(application)
 
 
+async def on_stop(application: Application) -> None:  # type: ignore[type-arg]
+    """After the last update: the broadcast sender finishes what is in flight and stops."""
+    await stop_sender(application)
+
+
 async def on_shutdown(application: Application) -> None:  # type: ignore[type-arg]
     """After the last update and the sender have finished: close the database."""
     await services_of(application).close()
@@ -90,6 +97,7 @@ def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
         .concurrent_updates(PerUserUpdateProcessor())
         .defaults(Defaults(parse_mode=ParseMode.HTML))
         .post_init(on_startup)
+        .post_stop(on_stop)
         .post_shutdown(on_shutdown)
     )
     application = builder.build()
