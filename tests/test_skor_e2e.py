@@ -79,6 +79,17 @@ async def test_official_admin_and_stranger(api: FakeBotApi, tmp_path: Path) -> N
         other = await command(api, OFFICIAL, "/skor tembalang")
         assert "hanya untuk" in other
 
+        recorded = await command(api, ADMIN, "/koreksi dinkes pengarahan 1,5 arahan atasan")
+        assert "Koreksi #" in recorded and "pengarahan responden" in recorded
+        corrected = await command(api, OFFICIAL, "/skor")
+        assert "Faktor koreksi yang berlaku" in corrected
+        assert "• pengarahan responden: −1,50" in corrected
+        assert "arahan atasan" not in corrected  # the reason is for the inspectorate
+        number = re.search(r"#(\d+)", recorded)
+        assert number is not None
+        await command(api, ADMIN, f"/koreksi batal {number.group(1)}")
+        assert "Faktor koreksi" not in await command(api, OFFICIAL, "/skor")
+
         ranking = await command(api, ADMIN, "/peringkat")
         assert "1. Dinas Kesehatan" in ranking
         recap = await command(api, ADMIN, "/rekap")
