@@ -73,15 +73,9 @@ async def respond(
 ) -> None:
     """Render a result, or the refusal in the words of ``command``, and send it."""
     if isinstance(result, Refused):
-        await send(update, render.refusal(result, command, limit=_limit(command)))
+        await send(update, render.refusal(result, command))
     else:
         await send(update, ok(result))
-
-
-def _limit(command: str) -> int:
-    from core.broadcast import MAX_TEXT_LENGTH
-
-    return MAX_TEXT_LENGTH if command == "siaran" else d.MAX_REASON
 
 
 async def bad_arguments(

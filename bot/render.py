@@ -18,6 +18,7 @@ from babel.numbers import format_decimal
 
 from core import desk as d
 from core.aggregates import Correction, CorrectionCategory
+from core.broadcast import MAX_TEXT_LENGTH
 from core.events import Button
 from core.i18n import N_, gettext_for
 from core.questionnaire import Questionnaire
@@ -98,8 +99,13 @@ DONE: dict[d.Action, str] = {
 }
 
 
-def refusal(refused: d.Refused, command: str, limit: int = 0) -> Rendered:
+LENGTH_LIMITS: dict[str, int] = {"siaran": MAX_TEXT_LENGTH, "koreksi": d.MAX_REASON}
+
+
+def refusal(refused: d.Refused, command: str) -> Rendered:
+    """Why the desk refused, in the words of ``command`` (its usage, its length limit)."""
     tr = gettext_for(refused.locale)
+    limit = LENGTH_LIMITS.get(command, 0)
     reason = refused.reason
     if reason == "usage":
         return Rendered(say(tr, USAGE.get(command, N_("This command takes no arguments."))))

@@ -218,3 +218,13 @@ async def test_reads_do_not_wait_for_the_writer(desk: Desk, storage: Storage) ->
         release.set()
         await writer
     assert (await desk.role(who(77))).role.admin is True
+
+
+async def test_a_reason_too_long_is_refused_with_its_limit(desk: Desk) -> None:
+    refused = await desk.add_correction(who(ADMIN), "dinkes", "pengaduan", 1.0, "x" * 501)
+    assert refused == Refused("too_long", "id", "501")
+    assert isinstance(refused, Refused)
+    assert "501" in render.refusal(refused, "koreksi").text
+    assert str(d.MAX_REASON) in render.refusal(refused, "koreksi").text
+    listed = await desk.corrections(who(ADMIN), "dinkes")
+    assert isinstance(listed, d.CorrectionList) and listed.corrections == []
