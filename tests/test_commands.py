@@ -70,7 +70,7 @@ async def prepare_roles(settings: Settings, svc_storage: object) -> None:
 
 async def send_and_wait(api: FakeBotApi, user: int, text: str) -> None:
     mark = api.mark()
-    api.send_text(user, text)
+    api.send_text(user, text, language_code="en" if user % 10_000 >= ENGLISH else "id")
     await api.wait_for_call(
         "sendMessage", lambda c: c.params.get("chat_id") == user, after=mark, timeout=15
     )
@@ -114,6 +114,13 @@ async def test_every_command_with_bad_arguments_as_everyone(
         if c.params.get("chat_id") == ADMIN
     ]
     assert any("Cara pakai: /koreksi" in t for t in indonesian)
+    stranger = [
+        str(c.params.get("text", ""))
+        for c in api.calls_of("sendMessage")
+        if c.params.get("chat_id") == STRANGER + ENGLISH
+    ]
+    assert any("only for administrators" in t for t in stranger)
+    assert not any("Cara pakai" in t or "hanya untuk" in t for t in stranger)
     assert not api.calls_of("sendDocument")
 
 
