@@ -213,3 +213,24 @@ async def test_a_button_pressed_from_another_account_is_refused(
         assert "milik chat orang lain" in answer.params["text"]
         async with svc.storage.read() as tx:
             assert await tx.fetchall("SELECT user_id FROM officials") != []
+
+
+async def test_reports_answer_while_the_writer_is_busy(api: FakeBotApi, tmp_path: Path) -> None:
+    """Reads go to the read-only connection: a long write does not hold up /skor & co."""
+    settings = settings_for(api, tmp_path / "spi.sqlite3", admin_ids=[ADMIN])
+    async with running_bot(settings) as svc:
+        await send_and_wait(api, ADMIN, "/id")  # the bot is up
+        async with svc.storage.transaction():  # the writer lock, held by someone else
+            for text in (
+                "/skor dinkes",
+                "/peringkat",
+                "/rekap",
+                "/siaran_status",
+                "/jadwal",
+                "/pejabat",
+                "/undangan",
+                "/admin",
+                "/koreksi dinkes",
+            ):
+                await send_and_wait(api, ADMIN, text)
+        assert all(c.status == 200 for c in api.calls)
