@@ -5,22 +5,19 @@ aggregates (core/aggregates.py) make its cost depend on the number of units,
 groups, dimensions and items, not on the number of responses, so p95 at 100k
 should stay close to p95 at 1k.
 
-Two ways to fill the databases (the same for both sizes), see FILL_METHODS:
+It times the production call, :meth:`core.desk.Desk.unit_report`: an
+official's `/skor` (the target) and an admin's `/skor <unit>` (which also counts
+data-quality flags), each one read transaction on the read-only connection.
 
-* ``bulk`` (default): responses, answers and respondent dimension scores are
-  inserted with ``executemany``, scored and flagged with the same functions
-  that ``record_completion`` calls, and every response is then added to the
-  tallies by the production ``apply_response``, one response at a time. About
-  twice as fast as ``record``; the burst flag is not evaluated (it would not
-  fire: completions are spread over weeks).
-* ``record``: per response exactly the engine's path on "Kirim":
-  ``complete_response`` then ``record_completion`` (about 4 ms per response,
-  so roughly 7 minutes for 100k).
+The databases are filled through the storage API, exactly the engine's path on
+"Kirim" for every response: ``create_response``, ``put_answer`` per answer,
+``complete_response`` and ``record_completion`` (about 4 ms per response, so
+100k takes minutes; ``--sizes 200 2000`` is a quick run). Officials are
+registered through the desk's own invites.
 
-Many responses share one transaction. Completion times are spread over
-weeks, in order, durations are above the speeder threshold except for a few
-deliberate speeders (2 %) and straight-liners (1 %): flags occur, as in real
-data, without marking everything.
+Completions are spread over weeks, durations are above the speeder threshold
+except for a few deliberate speeders (2 %) and straight-liners (1 %): flags
+occur, as in real data, without marking everything.
 
 Run from the repository root:  .venv/bin/python bench/skor.py
 """
@@ -30,33 +27,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import random
 import statistics
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from core.aggregates import (
-    apply_response,
-    flag_counts,
-    load_unit_aggregate,
-    quality_flags,
-    record_completion,
-)
-from core.config import PROJECT_ROOT
-from core.model import AnswerValue, iso
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
+
+from core.aggregates import BurstWatch, record_completion
+from core.config import PROJECT_ROOT, load_settings
+from core.desk import Caller, Desk, InviteCreated, Registered, UnitView
+from core.model import AnswerValue
 from core.navigation import is_visible
 from core.questionnaire import Question, Questionnaire, load_questionnaire
-from core.scoring import (
-    UnitScore,
-    respondent_dimension_scores,
-    respondent_index,
-    score_unit,
-)
 from core.storage import Storage, Transaction
-from core.units import load_units
+from core.units import UnitRegistry, load_units
 
 QUESTIONNAIRE_PATH = PROJECT_ROOT / "surveys" / "spi.toml"
 UNITS_PATH = PROJECT_ROOT / "surveys" / "units-kota-semarang.toml"
@@ -68,10 +55,9 @@ SPEEDER_SHARE = 0.02  # a few flags, as in real data, but not everything flagged
 STRAIGHT_SHARE = 0.01
 TARGET_P95_MS = 20.0
 TARGET_RATIO = 1.5
-FILL_METHODS = {
-    "bulk": "bulk SQL inserts + production apply_response per response",
-    "record": "production record_completion per response",
-}
+ADMIN = 1  # the benchmark's admin; officials are OFFICIAL_BASE + unit index
+OFFICIAL_BASE = 1000
+BENCH_KEY = b"bench-secret-key-that-is-long-enough-0123456789"
 
 
 def choose_option(question: Question, quality: float, rng: random.Random) -> str:
@@ -128,146 +114,76 @@ async def fill(
     count: int,
     start: dt.datetime,
     rng: random.Random,
-    method: str,
 ) -> None:
-    """Insert `count` completed responses in completion order (see FILL_METHODS)."""
+    """Add `count` completed responses in completion order, as the engine does."""
     quality = {code: rng.uniform(60.0, 92.0) for code in unit_codes}
     offsets = sorted(rng.uniform(0.0, SPREAD.total_seconds()) for _ in range(count))
     minimum = questionnaire.quality.min_seconds
+    bursts = BurstWatch()
     for first in range(0, count, BATCH):
-        batch: list[Synthetic] = []
-        for offset in offsets[first : first + BATCH]:
-            completed = start + dt.timedelta(seconds=offset)
-            group = rng.choices(list(GROUP_SHARE), list(GROUP_SHARE.values()))[0]
-            unit = rng.choice(unit_codes)
-            batch.append(
-                Synthetic(
-                    key=rng.randbytes(32).hex(),
-                    group=group,
-                    unit=unit,
-                    started=completed - dt.timedelta(seconds=duration(minimum, rng)),
-                    completed=completed,
-                    answers=synthetic_answers(questionnaire, group, quality[unit], rng),
-                )
-            )
         async with storage.transaction() as tx:
-            if method == "record":
-                await _insert_recorded(tx, questionnaire, period, batch)
-            else:
-                await _insert_bulk(tx, questionnaire, period, batch)
+            for offset in offsets[first : first + BATCH]:
+                completed = start + dt.timedelta(seconds=offset)
+                group = rng.choices(list(GROUP_SHARE), list(GROUP_SHARE.values()))[0]
+                unit = rng.choice(unit_codes)
+                answers = synthetic_answers(questionnaire, group, quality[unit], rng)
+                seconds = int(duration(minimum, rng))
+                await complete(
+                    tx, questionnaire, period, group, unit, answers, seconds, completed, bursts, rng
+                )
 
 
-@dataclass
-class Synthetic:
-    key: str
-    group: str
-    unit: str
-    started: dt.datetime
-    completed: dt.datetime
-    answers: dict[str, AnswerValue]
-
-
-def _answer_rows(response_id: int, item: Synthetic) -> list[tuple[int, str, str, str]]:
-    return [
-        (response_id, qid, json.dumps(value, ensure_ascii=False), iso(item.started))
-        for qid, value in item.answers.items()
-    ]
-
-
-async def _insert_recorded(
-    tx: Transaction, questionnaire: Questionnaire, period: str, batch: list[Synthetic]
+async def complete(
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    period: str,
+    group: str,
+    unit: str,
+    answers: dict[str, AnswerValue],
+    seconds: int,
+    completed: dt.datetime,
+    bursts: BurstWatch,
+    rng: random.Random,
 ) -> None:
-    """Exactly the engine's path on "Kirim": complete, then record_completion."""
-    for item in batch:
-        response_id = await tx.create_response(
-            item.key, period, item.group, item.unit, "bench", item.started
-        )
-        await tx.db.executemany(
-            "INSERT INTO answers(response_id, question_id, value, answered_at) VALUES (?,?,?,?)",
-            _answer_rows(response_id, item),
-        )
-        await tx.complete_response(response_id, item.completed)
-        await record_completion(tx, questionnaire, response_id, item.completed)
-
-
-async def _insert_bulk(
-    tx: Transaction, questionnaire: Questionnaire, period: str, batch: list[Synthetic]
-) -> None:
-    """Rows in bulk, scored and flagged by the functions record_completion uses, then
-    tallied one response at a time by the production `apply_response`."""
-    row = await tx.fetchone("SELECT COALESCE(MAX(id), 0) AS last FROM responses")
-    next_id = int(row["last"] if row else 0) + 1
-    responses: list[tuple[object, ...]] = []
-    answers: list[tuple[int, str, str, str]] = []
-    scores: list[tuple[int, str, float]] = []
-    counted: list[int] = []
-    for response_id, item in enumerate(batch, start=next_id):
-        duration = (item.completed - item.started).total_seconds()
-        dimensions = respondent_dimension_scores(questionnaire, item.group, item.answers)
-        flags = quality_flags(questionnaire, item.group, item.answers, duration)
-        responses.append(
-            (
-                response_id,
-                item.key,
-                period,
-                item.group,
-                item.unit,
-                iso(item.started),
-                iso(item.completed),
-                int(duration),
-                respondent_index(questionnaire, dimensions),
-                ",".join(sorted(flags)),
-            )
-        )
-        answers += _answer_rows(response_id, item)
-        scores += [(response_id, dim, score) for dim, score in dimensions.items()]
-        if not (flags and questionnaire.quality.exclude_flagged):
-            counted.append(response_id)
-    await tx.db.executemany(
-        "INSERT INTO responses(id, respondent_key, period, group_code, unit_code, status, "
-        "channel, started_at, completed_at, duration_seconds, respondent_index, flags) "
-        "VALUES (?, ?, ?, ?, ?, 'completed', 'bench', ?, ?, ?, ?, ?)",
-        responses,
+    """The engine's path on "Kirim", through the storage API."""
+    response_id = await tx.create_response(
+        rng.randbytes(32).hex(), period, group, unit, "bench", questionnaire_version="bench"
     )
-    await tx.db.executemany(
-        "INSERT INTO answers(response_id, question_id, value, answered_at) VALUES (?,?,?,?)",
-        answers,
+    for question_id, value in answers.items():
+        await tx.put_answer(response_id, question_id, value)
+    await tx.complete_response(response_id, completed.date(), seconds)
+    await record_completion(tx, questionnaire, response_id, seconds, completed, bursts)
+
+
+def make_desk(storage: Storage, questionnaire: Questionnaire, units: UnitRegistry) -> Desk:
+    settings = load_settings(
+        spi_secret_key=BENCH_KEY.decode(), admin_ids=[ADMIN], survey_period=questionnaire.period
     )
-    await tx.db.executemany(
-        "INSERT INTO response_scores(response_id, dimension, score) VALUES (?, ?, ?)", scores
+    return Desk(
+        settings=settings,
+        questionnaire=questionnaire,
+        units=units,
+        storage=storage,
+        secret_key=BENCH_KEY,
     )
-    for response_id in counted:
-        await apply_response(tx, questionnaire, response_id, +1)
 
 
-async def skor_once(
-    storage: Storage, questionnaire: Questionnaire, unit: str, period: str, previous: str | None
-) -> tuple[UnitScore, UnitScore | None]:
-    """What `/skor <unit>` computes: this period's score and the previous one if any."""
-    async with storage.transaction() as tx:
-        score = score_unit(questionnaire, await load_unit_aggregate(tx, period, unit))
-        before = None
-        if previous is not None:
-            aggregate = await load_unit_aggregate(tx, previous, unit)
-            if aggregate.groups:
-                before = score_unit(questionnaire, aggregate)
-    return score, before
+async def register_officials(desk: Desk, unit_codes: list[str]) -> None:
+    """One official per unit, through the desk's own invites."""
+    for index, code in enumerate(unit_codes):
+        invite = await desk.create_invite(Caller("bench", ADMIN), code)
+        assert isinstance(invite, InviteCreated), invite
+        official = Caller("bench", OFFICIAL_BASE + index)
+        assert isinstance(await desk.redeem_invite(official, invite.code), Registered)
 
 
-async def skor_ms(
-    storage: Storage, questionnaire: Questionnaire, unit: str, period: str, previous: str | None
-) -> float:
+async def skor_ms(desk: Desk, caller: Caller, query: str = "") -> float:
+    """One production `/skor`: Desk.unit_report (render and send are not timed)."""
     began = time.perf_counter()
-    await skor_once(storage, questionnaire, unit, period, previous)
-    return (time.perf_counter() - began) * 1000
-
-
-async def flags_ms(storage: Storage, unit: str, period: str) -> float:
-    """The admin view also counts flags; informative, outside the `/skor` target."""
-    began = time.perf_counter()
-    async with storage.transaction() as tx:
-        await flag_counts(tx, period, unit)
-    return (time.perf_counter() - began) * 1000
+    view = await desk.unit_report(caller, query)
+    elapsed = (time.perf_counter() - began) * 1000
+    assert isinstance(view, UnitView), view
+    return elapsed
 
 
 def p95(values: list[float]) -> float:
@@ -277,17 +193,18 @@ def p95(values: list[float]) -> float:
 async def prepare(
     path: Path,
     questionnaire: Questionnaire,
-    unit_codes: list[str],
+    units: UnitRegistry,
     size: int,
     seed: int,
-    method: str,
-) -> Storage:
-    """Open a filled database, filling it first unless it already holds `size` responses."""
+) -> Desk:
+    """A desk on a filled database, filling it first unless it already holds `size` responses."""
     rng = random.Random(seed + size)
+    unit_codes = [u.code for u in units.units]
     period = questionnaire.period
     previous = str(int(period) - 1) if period.isdigit() else None
     storage = await Storage.open(path)
-    async with storage.transaction() as tx:
+    desk = make_desk(storage, questionnaire, units)
+    async with storage.read() as tx:
         row = await tx.fetchone("SELECT COUNT(*) AS n FROM responses WHERE period = ?", (period,))
     found = int(row["n"]) if row is not None else 0
     if found == size:
@@ -300,12 +217,11 @@ async def prepare(
         start = dt.datetime(2025, 5, 1, tzinfo=dt.UTC)
         if previous is not None:
             last_year = start - dt.timedelta(days=365)
-            await fill(
-                storage, questionnaire, unit_codes, previous, PREVIOUS_SIZE, last_year, rng, method
-            )
-        await fill(storage, questionnaire, unit_codes, period, size, start, rng, method)
-        print(f"  filled by {FILL_METHODS[method]} in {time.perf_counter() - began:.1f} s")
-    async with storage.transaction() as tx:
+            await fill(storage, questionnaire, unit_codes, previous, PREVIOUS_SIZE, last_year, rng)
+        await fill(storage, questionnaire, unit_codes, period, size, start, rng)
+        await register_officials(desk, unit_codes)
+        print(f"  filled through the storage API in {time.perf_counter() - began:.1f} s")
+    async with storage.read() as tx:
         row = await tx.fetchone(
             "SELECT COUNT(*) AS n, SUM(flags != '') AS flagged, SUM(counted) AS counted "
             "FROM responses WHERE period = ? AND status = 'completed'",
@@ -316,33 +232,28 @@ async def prepare(
         f"  {row['n']:,} completed responses (+{PREVIOUS_SIZE:,} in period {previous}); "
         f"flagged {row['flagged'] or 0:,}, counted {row['counted']:,}"
     )
-    return storage
+    return desk
 
 
 async def measure(
-    stores: dict[int, Storage],
-    questionnaire: Questionnaire,
-    unit_codes: list[str],
-    reps: int,
-    seed: int,
+    desks: dict[int, Desk], unit_codes: list[str], reps: int, seed: int
 ) -> dict[int, tuple[list[float], list[float]]]:
     """Interleaved: each repetition times the same random unit in every database, in random
     order, so load from other processes on the machine hits all sizes alike."""
     rng = random.Random(seed)
-    period = questionnaire.period
-    previous = str(int(period) - 1) if period.isdigit() else None
-    for storage in stores.values():
-        for unit in unit_codes[:20]:  # warm-up: caches, code paths
-            await skor_once(storage, questionnaire, unit, period, previous)
-    results: dict[int, tuple[list[float], list[float]]] = {size: ([], []) for size in stores}
+    for desk in desks.values():
+        for index in range(min(20, len(unit_codes))):  # warm-up: caches, code paths
+            await skor_ms(desk, Caller("bench", OFFICIAL_BASE + index))
+    results: dict[int, tuple[list[float], list[float]]] = {size: ([], []) for size in desks}
     for _ in range(reps):
-        unit = rng.choice(unit_codes)
-        order = list(stores)
+        index = rng.randrange(len(unit_codes))
+        order = list(desks)
         rng.shuffle(order)
         for size in order:
-            skor, flags = results[size]
-            skor.append(await skor_ms(stores[size], questionnaire, unit, period, previous))
-            flags.append(await flags_ms(stores[size], unit, period))
+            official, admin = results[size]
+            desk = desks[size]
+            official.append(await skor_ms(desk, Caller("bench", OFFICIAL_BASE + index)))
+            admin.append(await skor_ms(desk, Caller("bench", ADMIN), unit_codes[index]))
     return results
 
 
@@ -351,43 +262,38 @@ async def main() -> int:
     parser.add_argument("--sizes", type=int, nargs=2, default=[1_000, 100_000])
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=20250602)
-    parser.add_argument("--fill", choices=sorted(FILL_METHODS), default="bulk")
     parser.add_argument(
         "--dir", type=Path, help="keep the databases here and reuse them (default: temporary)"
     )
     args = parser.parse_args()
     questionnaire = load_questionnaire(QUESTIONNAIRE_PATH)
-    unit_codes = [u.code for u in load_units(UNITS_PATH).units]
+    units = load_units(UNITS_PATH)
+    unit_codes = [u.code for u in units.units]
     small, large = args.sizes
     print(
-        f"/skor benchmark: {len(unit_codes)} units, {len(questionnaire.groups)} groups, "
-        f"{args.reps} repetitions per size on random units; fill: {FILL_METHODS[args.fill]}"
+        f"/skor benchmark (Desk.unit_report): {len(unit_codes)} units, "
+        f"{len(questionnaire.groups)} groups, {args.reps} repetitions per size on random units"
     )
     with tempfile.TemporaryDirectory(prefix="spi-bench-") as tmp:
         directory = args.dir or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
-        stores: dict[int, Storage] = {}
+        desks: dict[int, Desk] = {}
         try:
             for size in (small, large):
                 print(f"{size:,} responses:")
-                stores[size] = await prepare(
-                    directory / f"skor-{size}.sqlite3",
-                    questionnaire,
-                    unit_codes,
-                    size,
-                    args.seed,
-                    args.fill,
+                desks[size] = await prepare(
+                    directory / f"skor-{size}.sqlite3", questionnaire, units, size, args.seed
                 )
-            results = await measure(stores, questionnaire, unit_codes, args.reps, args.seed)
+            results = await measure(desks, unit_codes, args.reps, args.seed)
         finally:
-            for storage in stores.values():
-                await storage.close()
+            for desk in desks.values():
+                await desk.storage.close()
     for size in (small, large):
-        skor, flags = results[size]
+        skor, admin = results[size]
         print(
-            f"{size:>9,} responses  /skor: median {statistics.median(skor):.2f} ms, "
-            f"p95 {p95(skor):.2f} ms   (admin flag_counts: median "
-            f"{statistics.median(flags):.2f} ms, p95 {p95(flags):.2f} ms)"
+            f"{size:>9,} responses  official /skor: median {statistics.median(skor):.2f} ms, "
+            f"p95 {p95(skor):.2f} ms   (admin /skor <unit>, with flags: median "
+            f"{statistics.median(admin):.2f} ms, p95 {p95(admin):.2f} ms)"
         )
     p95_small, p95_large = p95(results[small][0]), p95(results[large][0])
     ratio = p95_large / p95_small

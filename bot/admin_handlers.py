@@ -1,372 +1,315 @@
-"""Commands for officials and the inspectorate: /skor, /peringkat, /rekap, invites, export.
+"""Telegram commands for officials and admins: parse → desk → render → send.
 
-Every command and every button re-checks the caller's role in the database;
-a button is never a permission.
+The rules (who may see which unit, who may change what) live in
+:class:`core.desk.Desk`, which checks the caller's role in the database on every
+command and every button press: a button is never a permission. Arguments are
+parsed with the desk's explicit patterns; a command that cannot be parsed gets
+its usage (admins) or a refusal (everyone else). Nothing is sent while a
+transaction is open: the desk returns data, and the reply goes out afterwards.
+
+Commands match new messages only: an edited ``/koreksi`` is not run again, and
+every change claims the update id in its own transaction, so a redelivered
+update changes nothing either.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import io
 import logging
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.constants import ParseMode
+from telegram import CallbackQuery, Message, Update
+from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
-from bot.handlers import services, user_locale
-from bot.services import Services
-from core.access import Role, create_invite, list_officials, redeem_invite, revoke_official, role_of
-from core.aggregates import add_correction, flag_counts, load_unit_aggregate
-from core.i18n import gettext_for
-from core.model import utcnow
-from core.report import UnitReport, render_ranking, render_recap, render_unit
-from core.scoring import score_unit
-from core.storage import Transaction
-from core.units import Unit
+from bot import render
+from bot.handlers import CHANNEL, pressed_in_own_chat
+from bot.keyboards import inline_keyboard
+from bot.render import Rendered
+from bot.services import AnyApplication
+from core import desk as d
+from core.desk import Caller, Desk, Refused
 
 log = logging.getLogger(__name__)
-RANKING_PAGE = 15
-PRIVATE = filters.ChatType.PRIVATE
+
+DESK_KEY = "desk"  # where the Telegram application keeps its Desk
+NEW_PRIVATE = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
+_ARGS = re.compile(r"^/\S+\s?(.*)$", re.DOTALL)
+_BUTTON = re.compile(r"^adm\|(rank|rev|rvi|rma)\|([0-9]{1,18})$")
+
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+T = TypeVar("T")
 
 
-async def _context(
-    update: Update, context: ContextTypes.DEFAULT_TYPE
-) -> tuple[Services, Role, str]:
-    svc = services(context)
+def desk_of(application: AnyApplication) -> Desk:
+    found: Desk = application.bot_data[DESK_KEY]
+    return found
+
+
+def caller_of(update: Update) -> Caller:
     user = update.effective_user
     assert user is not None
-    async with svc.storage.transaction() as tx:
-        role = await role_of(tx, user.id, svc.settings.admin_ids)
-    return svc, role, await user_locale(update, context)
+    return Caller(CHANNEL, user.id, f"tg:{update.update_id}")
 
 
-async def _reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+def command_args(update: Update) -> str:
+    """Everything after the command, as typed (``context.args`` splits and loses it)."""
+    message = update.effective_message
+    match = _ARGS.match(message.text or "") if message is not None else None
+    return match.group(1).strip() if match else ""
+
+
+async def send(update: Update, rendered: Rendered) -> None:
     message = update.effective_message
     assert message is not None
-    await message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+    await message.reply_text(rendered.text, reply_markup=inline_keyboard(rendered.buttons))
 
 
-async def _refuse(update: Update, locale: str) -> None:
-    await _reply(
-        update,
-        gettext_for(locale).gettext(
-            "Sorry, this command is only for the inspectorate and the unit's registered officials."
-        ),
-    )
+async def respond(
+    update: Update, command: str, result: T | Refused, ok: Callable[[T], Rendered]
+) -> None:
+    """Render a result, or the refusal in the words of ``command``, and send it."""
+    if isinstance(result, Refused):
+        await send(update, render.refusal(result, command))
+    else:
+        await send(update, ok(result))
 
 
-async def _admin_only(
-    update: Update, context: ContextTypes.DEFAULT_TYPE
-) -> tuple[Services, str] | None:
-    """Services and locale for an admin; a refusal (and None) for anyone else."""
-    svc, role, locale = await _context(update, context)
-    if not role.admin:
-        await _refuse(update, locale)
-        return None
-    return svc, locale
+async def bad_arguments(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, command: str, *, anyone: bool = False
+) -> None:
+    """The command's usage for those who may use it; a refusal for everyone else."""
+    view = await desk_of(context.application).role(caller_of(update))
+    if anyone or view.role.admin:
+        reason: d.Reason = "usage"
+    elif command == "skor":
+        reason = "not_allowed"
+    else:
+        reason = "admins_only"
+    await send(update, render.refusal(Refused(reason, view.locale), command))
 
 
-async def unit_report(tx: Transaction, svc: Services, unit: Unit, admin: bool) -> UnitReport:
-    period = svc.questionnaire.period
-    aggregate = await load_unit_aggregate(tx, period, unit.code)
-    previous_period = str(int(period) - 1) if period.isdigit() else None
-    previous = None
-    if previous_period is not None:
-        previous_aggregate = await load_unit_aggregate(tx, previous_period, unit.code)
-        if previous_aggregate.groups:
-            previous = score_unit(svc.questionnaire, previous_aggregate)
-    flags = await flag_counts(tx, period, unit.code) if admin else None
-    return UnitReport(
-        unit=unit, score=score_unit(svc.questionnaire, aggregate), previous=previous, flags=flags
-    )
-
-
+# -- officials and admins ----------------------------------------------------------------
 async def skor(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """An official sees their unit; an admin any unit; anyone else a polite refusal."""
-    svc, role, locale = await _context(update, context)
-    tr = gettext_for(locale)
-    query = " ".join(context.args or []).strip()
-    if query:
-        unit = svc.units.resolve(query)
-        if unit is None:
-            if role.admin:
-                await _reply(
-                    update,
-                    tr.gettext("Unit not found or ambiguous: {query}").format(
-                        query=html.escape(query)
-                    ),
-                )
-            else:
-                await _refuse(update, locale)
-            return
-    elif role.unit_code is not None:
-        unit = svc.units.get(role.unit_code)
-    elif role.admin:
-        await _reply(update, tr.gettext("Usage: /skor <unit code or name>, e.g. /skor dinkes"))
+    desk = desk_of(context.application)
+    args = command_args(update)
+    query = d.parse_query(args) if args else ""
+    if query is None:
+        await bad_arguments(update, context, "skor")
         return
-    else:
-        unit = None
-    if unit is None or not role.may_see(unit.code):
-        await _refuse(update, locale)
-        return
-    async with svc.storage.transaction() as tx:
-        report = await unit_report(tx, svc, unit, admin=role.admin)
-    await _reply(update, render_unit(report, svc.questionnaire, locale))
-    if report.score.shown:
+    result = await desk.unit_report(caller_of(update), query)
+    await respond(update, "skor", result, lambda v: render.unit_view(v, desk.questionnaire))
+    if isinstance(result, d.UnitView) and result.report.score.shown:
         from bot.chart import dimension_chart
 
-        png = dimension_chart(report.score, svc.questionnaire, locale, unit.name)
+        unit = result.report.unit
+        png = dimension_chart(result.report.score, desk.questionnaire, result.locale, unit.name)
         message = update.effective_message
         assert message is not None
-        await message.reply_photo(png, caption=unit.name)
+        await message.reply_photo(png, caption=html.escape(unit.name, quote=False))
 
 
-async def _all_reports(svc: Services) -> list[UnitReport]:
-    async with svc.storage.transaction() as tx:
-        return [await unit_report(tx, svc, unit, admin=True) for unit in svc.units.units]
-
-
-def _ranking_markup(page: int, pages: int, locale: str) -> InlineKeyboardMarkup | None:
-    row = []
-    if page > 0:
-        row.append(InlineKeyboardButton("⬅️", callback_data=f"adm|rank|{page - 1}"))
-    if page < pages - 1:
-        row.append(InlineKeyboardButton("➡️", callback_data=f"adm|rank|{page + 1}"))
-    return InlineKeyboardMarkup([row]) if row else None
-
-
-async def peringkat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    admin = await _admin_only(update, context)
-    if admin is None:
+async def daftar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """An official redeems an invite code (anyone may try one)."""
+    code = d.parse_code(command_args(update))
+    if code is None:
+        await bad_arguments(update, context, "daftar", anyone=True)
         return
-    svc, locale = admin
-    page = int(context.args[0]) - 1 if context.args and context.args[0].isdigit() else 0
-    reports = await _all_reports(svc)
-    pages = max(1, -(-len(reports) // RANKING_PAGE))
-    page = min(max(page, 0), pages - 1)
-    await _reply(
-        update,
-        render_ranking(reports, svc.questionnaire, locale, page, RANKING_PAGE),
-        _ranking_markup(page, pages, locale),
-    )
+    result = await desk_of(context.application).redeem_invite(caller_of(update), code)
+    await respond(update, "daftar", result, render.registered)
+
+
+# -- admins ------------------------------------------------------------------------------
+async def peringkat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    desk = desk_of(context.application)
+    args = command_args(update)
+    page = d.parse_page(args) if args else 1
+    if page is None:
+        await bad_arguments(update, context, "peringkat")
+        return
+    result = await desk.ranking(caller_of(update), page)
+    await respond(update, "peringkat", result, lambda v: render.ranking(v, desk.questionnaire))
 
 
 async def rekap(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    admin = await _admin_only(update, context)
-    if admin is None:
-        return
-    svc, locale = admin
-    reports = await _all_reports(svc)
-    async with svc.storage.transaction() as tx:
-        flags = await flag_counts(tx, svc.questionnaire.period, None)
-    await _reply(
-        update, render_recap(reports, svc.questionnaire, locale, svc.units.government, flags)
-    )
+    desk = desk_of(context.application)
+    result = await desk.recap(caller_of(update))
+    await respond(update, "rekap", result, lambda v: render.recap(v, desk.questionnaire))
 
 
 async def undang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Create a single-use, expiring invite code binding one official to a unit."""
-    admin = await _admin_only(update, context)
-    if admin is None:
+    query = d.parse_query(command_args(update))
+    if query is None:
+        await bad_arguments(update, context, "undang")
         return
-    svc, locale = admin
-    tr = gettext_for(locale)
-    unit = svc.units.resolve(" ".join(context.args or []))
-    if unit is None:
-        await _reply(update, tr.gettext("Usage: /undang <unit code or name>, e.g. /undang dinkes"))
-        return
-    user = update.effective_user
-    assert user is not None
-    ttl = dt.timedelta(hours=svc.settings.invite_ttl_hours)
-    async with svc.storage.transaction() as tx:
-        code = await create_invite(tx, svc.secret_key, unit.code, user.id, utcnow(), ttl)
-    await _reply(
-        update,
-        tr.gettext(
-            "Invite code for {unit}: <code>{code}</code>\nValid once, for {hours} hours. "
-            "The official sends /daftar {code} to this bot."
-        ).format(unit=html.escape(unit.name), code=code, hours=svc.settings.invite_ttl_hours),
-    )
+    result = await desk_of(context.application).create_invite(caller_of(update), query)
+    await respond(update, "undang", result, render.invite_created)
 
 
-async def daftar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    svc, _role, locale = await _context(update, context)
-    tr = gettext_for(locale)
-    code = " ".join(context.args or [])
-    if not code:
-        await _reply(update, tr.gettext("Usage: /daftar <invite code>"))
-        return
-    user = update.effective_user
-    assert user is not None
-    async with svc.storage.transaction() as tx:
-        result, unit_code = await redeem_invite(tx, svc.secret_key, code, user.id, utcnow())
-    if result == "ok" and unit_code is not None:
-        unit = svc.units.get(unit_code)
-        await _reply(
-            update,
-            tr.gettext(
-                "You are now registered as an official of {unit}. Send /skor to see its "
-                "integrity index."
-            ).format(unit=html.escape(unit.name if unit else unit_code)),
-        )
-    elif result == "expired":
-        await _reply(
-            update, tr.gettext("This invite code has expired. Ask the inspectorate for a new one.")
-        )
-    elif result == "used":
-        await _reply(update, tr.gettext("This invite code has already been used."))
-    else:
-        await _reply(update, tr.gettext("This invite code is not valid."))
+async def undangan(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The open invites, each with a button that revokes it."""
+    desk = desk_of(context.application)
+    result = await desk.invites(caller_of(update))
+    await respond(update, "undangan", result, lambda v: render.invite_list(v, desk.settings.tz))
 
 
 async def pejabat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    admin = await _admin_only(update, context)
-    if admin is None:
-        return
-    svc, locale = admin
-    tr = gettext_for(locale)
-    async with svc.storage.transaction() as tx:
-        officials = await list_officials(tx)
-    if not officials:
-        await _reply(
-            update, tr.gettext("No officials are registered yet. Create an invite with /undang.")
-        )
-        return
-    lines = ["<b>{}</b>".format(tr.gettext("Registered officials"))]
-    buttons = []
-    for official in officials:
-        unit = svc.units.get(official.unit_code)
-        name = unit.name if unit else official.unit_code
-        lines.append(f"• {official.user_id} – {html.escape(name)}")
-        buttons.append(
-            [
-                InlineKeyboardButton(
-                    tr.gettext("Revoke {user}").format(user=official.user_id),
-                    callback_data=f"adm|rev|{official.user_id}",
-                )
-            ]
-        )
-    await _reply(update, "\n".join(lines), InlineKeyboardMarkup(buttons))
+    result = await desk_of(context.application).officials(caller_of(update))
+    await respond(update, "pejabat", result, render.official_list)
 
 
-async def koreksi(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Record a faktor koreksi deduction: /koreksi <unit> <points> <reason>."""
-    admin = await _admin_only(update, context)
-    if admin is None:
-        return
-    svc, locale = admin
-    tr = gettext_for(locale)
-    args = context.args or []
-    unit = svc.units.resolve(args[0]) if args else None
-    try:
-        deduction = float(args[1].replace(",", ".")) if len(args) > 1 else -1.0
-    except ValueError:
-        deduction = -1.0
-    reason = " ".join(args[2:]).strip()
-    if unit is None or not 0 < deduction <= 100 or not reason:
-        await _reply(
-            update,
-            tr.gettext(
-                "Usage: /koreksi <unit> <points 0–100> <reason>, "
-                "e.g. /koreksi dinkes 1,5 complaints"
-            ),
-        )
-        return
-    async with svc.storage.transaction() as tx:
-        await add_correction(tx, svc.questionnaire.period, unit.code, deduction, reason, utcnow())
-    await _reply(
-        update,
-        tr.gettext("Correction of −{points} recorded for {unit}.").format(
-            points=args[1], unit=html.escape(unit.name)
-        ),
-    )
+async def admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    result = await desk_of(context.application).admins(caller_of(update))
+    await respond(update, "admin", result, render.admin_list)
 
 
 async def tambah_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    admin = await _admin_only(update, context)
-    if admin is None:
+    user_id = d.parse_user_id(command_args(update))
+    if user_id is None:
+        await bad_arguments(update, context, "tambah_admin")
         return
-    svc, locale = admin
-    tr = gettext_for(locale)
-    args = context.args or []
-    if len(args) != 1 or not args[0].isdigit():
-        await _reply(update, tr.gettext("Usage: /tambah_admin <Telegram user id>"))
-        return
-    user = update.effective_user
-    assert user is not None
-    from core.access import add_admin
+    result = await desk_of(context.application).add_admin(caller_of(update), user_id)
+    await respond(update, "tambah_admin", result, render.done)
 
-    async with svc.storage.transaction() as tx:
-        await add_admin(tx, int(args[0]), user.id, utcnow())
-    await _reply(update, tr.gettext("User {user} is now an admin.").format(user=args[0]))
+
+async def hapus_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    user_id = d.parse_user_id(command_args(update))
+    if user_id is None:
+        await bad_arguments(update, context, "hapus_admin")
+        return
+    result = await desk_of(context.application).remove_admin(caller_of(update), user_id)
+    await respond(update, "hapus_admin", result, render.done)
+
+
+async def koreksi(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Faktor koreksi: add (/koreksi unit category points reason), list (/koreksi unit),
+    withdraw (/koreksi batal number)."""
+    desk = desk_of(context.application)
+    caller = caller_of(update)
+    words = command_args(update).split()
+    if len(words) == 2 and words[0].lower() == "batal":
+        correction_id = d.parse_row_id(words[1])
+        if correction_id is not None:
+            withdrawn = await desk.withdraw_correction(caller, correction_id)
+            await respond(update, "koreksi", withdrawn, render.correction_view)
+            return
+    elif len(words) == 1:
+        query = d.parse_query(words[0])
+        if query is not None:
+            listed = await desk.corrections(caller, query)
+            await respond(
+                update, "koreksi", listed, lambda v: render.correction_list(v, desk.settings.tz)
+            )
+            return
+    elif len(words) >= 4:
+        query = d.parse_query(words[0])
+        category = d.parse_category(words[1])
+        points = d.parse_points(words[2])
+        if query is not None and category is not None and points is not None:
+            added = await desk.add_correction(caller, query, category, points, " ".join(words[3:]))
+            await respond(update, "koreksi", added, render.correction_view)
+            return
+    await bad_arguments(update, context, "koreksi")
 
 
 async def ekspor(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The workbook inspectorate staff open in Excel: scores and pseudonymous answers."""
-    admin = await _admin_only(update, context)
-    if admin is None:
+    """The workbook, in the chat only when CHAT_EXPORT_ENABLED; otherwise where to make it."""
+    result = await desk_of(context.application).export(caller_of(update))
+    if isinstance(result, Refused):
+        await send(update, render.refusal(result, "ekspor"))
         return
-    svc, locale = admin
-    from core.export import export_rows, write_xlsx
+    from core.export import write_xlsx
 
-    async with svc.storage.transaction() as tx:
-        data = await export_rows(tx, svc.questionnaire, svc.units, svc.questionnaire.period)
     buffer = io.BytesIO()
-    write_xlsx(data, buffer)
+    write_xlsx(result.data, buffer)
     message = update.effective_message
     assert message is not None
     await message.reply_document(
         buffer.getvalue(),
-        filename=f"spi-{svc.questionnaire.period}.xlsx",
-        caption=gettext_for(locale)
-        .gettext("SPI export {period}")
-        .format(period=svc.questionnaire.period),
+        filename=f"spi-{result.period}.xlsx",
+        caption=render.done(d.Done(result.locale, "export_made", result.period)).text,
     )
 
 
+# -- buttons -----------------------------------------------------------------------------
 async def on_admin_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Ranking pages and revocations; the role is checked again on every press."""
     query = update.callback_query
     assert query is not None
-    svc, role, locale = await _context(update, context)
-    tr = gettext_for(locale)
-    parts = (query.data or "").split("|")
-    if not role.admin:
-        await query.answer(tr.gettext("Not allowed."), show_alert=True)
+    desk = desk_of(context.application)
+    caller = caller_of(update)
+    if not pressed_in_own_chat(query):
+        view = await desk.role(caller)
+        await _answer(query, render.foreign_button(view.locale))
         return
-    if len(parts) == 3 and parts[1] == "rank" and parts[2].isdigit():
-        reports = await _all_reports(svc)
-        pages = max(1, -(-len(reports) // RANKING_PAGE))
-        page = min(int(parts[2]), pages - 1)
-        await query.answer()
-        await query.edit_message_text(
-            render_ranking(reports, svc.questionnaire, locale, page, RANKING_PAGE),
-            parse_mode=ParseMode.HTML,
-            reply_markup=_ranking_markup(page, pages, locale),
-        )
-    elif len(parts) == 3 and parts[1] == "rev" and parts[2].isdigit():
-        async with svc.storage.transaction() as tx:
-            revoked = await revoke_official(tx, int(parts[2]))
-        await query.answer(
-            tr.gettext("Revoked.") if revoked else tr.gettext("Already revoked."), show_alert=False
-        )
+    match = _BUTTON.match(query.data or "")
+    if match is None:
+        view = await desk.role(caller)
+        await _answer(query, render.refusal(Refused("button_unknown", view.locale), "admin"))
+        return
+    action, number = match.group(1), int(match.group(2))
+    if action == "rank":
+        ranking = await desk.ranking(caller, number + 1)
+        if isinstance(ranking, Refused):
+            await _answer(query, render.refusal(ranking, "peringkat"))
+            return
+        rendered = render.ranking(ranking, desk.questionnaire)
+        await _answer(query, None)
+        message = query.message if isinstance(query.message, Message) else None
+        if message is not None:
+            try:
+                await message.edit_text(
+                    rendered.text, reply_markup=inline_keyboard(rendered.buttons)
+                )
+            except BadRequest as exc:  # e.g. "message is not modified"
+                log.info("could not edit the ranking: %s", exc)
+        return
+    operations = {
+        "rev": desk.revoke_official,
+        "rvi": desk.revoke_invite,
+        "rma": desk.remove_admin,
+    }
+    result = await operations[action](caller, number)
+    if isinstance(result, Refused):
+        await _answer(query, render.refusal(result, "admin"))
     else:
-        await query.answer(tr.gettext("This button is not recognised."))
+        await _answer(query, render.done(result))
+
+
+async def _answer(query: CallbackQuery, rendered: Rendered | None) -> None:
+    try:
+        if rendered is None:
+            await query.answer()
+        else:
+            await query.answer(rendered.plain[:200], show_alert=rendered.alert)
+    except BadRequest as exc:  # too old to answer; the press was still handled
+        log.info("callback answer failed: %s", exc)
+
+
+# -- wiring ------------------------------------------------------------------------------
+COMMANDS: dict[str, Handler] = {
+    "skor": skor,
+    "daftar": daftar,
+    "peringkat": peringkat,
+    "rekap": rekap,
+    "undang": undang,
+    "undangan": undangan,
+    "pejabat": pejabat,
+    "admin": admin,
+    "tambah_admin": tambah_admin,
+    "hapus_admin": hapus_admin,
+    "koreksi": koreksi,
+    "ekspor": ekspor,
+}
 
 
 def add_admin_handlers(application: Application) -> None:  # type: ignore[type-arg]
-    commands = {
-        "skor": skor,
-        "peringkat": peringkat,
-        "rekap": rekap,
-        "undang": undang,
-        "daftar": daftar,
-        "pejabat": pejabat,
-        "koreksi": koreksi,
-        "tambah_admin": tambah_admin,
-        "ekspor": ekspor,
-    }
-    for name, callback in commands.items():
-        application.add_handler(CommandHandler(name, callback, filters=PRIVATE))
+    """Commands on new private messages only (never on edits), and the ``adm|`` buttons."""
+    for name, callback in COMMANDS.items():
+        application.add_handler(CommandHandler(name, callback, filters=NEW_PRIVATE))
     application.add_handler(CallbackQueryHandler(on_admin_button, pattern=r"^adm\|"))

@@ -1,19 +1,35 @@
-"""Build the PTB Application: HTTP client, per-user ordering, handlers, commands menu."""
+"""Build the PTB Application: the composition root of the Telegram channel.
+
+HTTP client, per-user ordering, every handler in order, the commands menu, and
+PTB's lifecycle: ``post_init`` starts housekeeping, the menu and the broadcast
+sender; ``post_stop`` stops the sender (an event, no polling); ``post_shutdown``
+closes the services. ``Defaults(parse_mode=HTML)`` is
+set here once; what is sent is escaped where it is rendered (bot/render.py).
+"""
 
 from __future__ import annotations
 
 import logging
 
 from telegram import BotCommand, Update
-from telegram.ext import Application, ApplicationBuilder, TypeHandler
+from telegram.constants import ParseMode
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CommandHandler,
+    Defaults,
+    TypeHandler,
+)
 
-from bot.admin_handlers import add_admin_handlers
+from bot.admin_handlers import DESK_KEY, NEW_PRIVATE, add_admin_handlers
 from bot.broadcast_handlers import add_broadcast_handlers, start_reminders
 from bot.flood import FloodGuard
-from bot.handlers import add_survey_handlers
+from bot.handlers import add_survey_handlers, on_id
 from bot.http import AiohttpRequest
+from bot.jobs import stop as stop_sender
 from bot.processor import PerUserUpdateProcessor
 from bot.services import SERVICES_KEY, Services, services_of
+from core.desk import Desk
 from core.i18n import N_, gettext_for
 
 log = logging.getLogger(__name__)
@@ -34,6 +50,7 @@ MENU = (
     ("langganan", N_("Receive reminders again")),
     ("skor", N_("Integrity index of your unit (officials)")),
     ("daftar", N_("Register as an official with an invite code")),
+    ("id", N_("Your Telegram user id (for the inspectorate's settings)")),
 )
 
 
@@ -56,6 +73,16 @@ async def on_startup(application: Application) -> None:  # type: ignore[type-arg
     await start_reminders(application)
 
 
+async def on_stop(application: Application) -> None:  # type: ignore[type-arg]
+    """After the last update: the broadcast sender finishes what is in flight and stops."""
+    await stop_sender(application)
+
+
+async def on_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+    """After the last update and the sender have finished: close the database."""
+    await services_of(application).close()
+
+
 def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
     settings = svc.settings
     if settings.telegram_bot_token is None:
@@ -68,12 +95,23 @@ def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
         .request(request)
         .get_updates_request(AiohttpRequest(connection_limit=2, read_timeout=40.0))
         .concurrent_updates(PerUserUpdateProcessor())
+        .defaults(Defaults(parse_mode=ParseMode.HTML))
         .post_init(on_startup)
+        .post_stop(on_stop)
+        .post_shutdown(on_shutdown)
     )
     application = builder.build()
     application.bot_data[SERVICES_KEY] = svc
+    application.bot_data[DESK_KEY] = Desk(
+        settings=settings,
+        questionnaire=svc.questionnaire,
+        units=svc.units,
+        storage=svc.storage,
+        secret_key=svc.secret_key,
+    )
     application.add_handler(TypeHandler(Update, FloodGuard(settings.incoming_per_minute)), group=-1)
-    # Both before the survey's catch-all button handler: in a group the first match wins.
+    # All before the survey's catch-all handlers: in a group the first match wins.
+    application.add_handler(CommandHandler("id", on_id, filters=NEW_PRIVATE))
     add_admin_handlers(application)
     add_broadcast_handlers(application)
     add_survey_handlers(application)

@@ -19,29 +19,23 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from babel.dates import format_date, format_datetime, format_time
-from babel.numbers import format_decimal
 from telegram import CallbackQuery, Message, Update
-from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
-    filters,
 )
 
-from bot import jobs
-from bot.handlers import services
+from bot import jobs, render
+from bot.admin_handlers import NEW_PRIVATE, bad_arguments, caller_of, desk_of, respond
+from bot.handlers import pressed_in_own_chat, services
 from bot.jobs import CHANNEL, Clock
-from bot.keyboards import inline_keyboard
+from bot.render import Rendered
 from bot.services import AnyApplication, Services
-from core import broadcast as bc
-from core.access import role_of
-from core.events import Button
-from core.i18n import N_, SUPPORTED_LOCALES, gettext_for
+from core.desk import Refused
+from core.i18n import gettext_for
 from core.model import utcnow
-from core.reminders import ReminderRules, ReminderState, plan
 from core.storage import Transaction
 
 log = logging.getLogger(__name__)
@@ -49,25 +43,8 @@ log = logging.getLogger(__name__)
 HANDLER_GROUP = 0
 CALLBACK_PREFIX = "bc|"
 _INSTALLED_KEY = "broadcast_handlers_installed"
-_BUTTON = re.compile(r"^bc\|(send|cancel)\|(\d{1,12})$")
+_BUTTON = re.compile(r"^bc\|(send|cancel)\|([0-9]{1,12})$")
 _ARGS = re.compile(r"^/\S+\s?(.*)$", re.DOTALL)
-RECENT_BROADCASTS = 5
-
-KIND_LABELS: dict[str, str] = {
-    "before": N_("before the window"),
-    "during": N_("during the window"),
-    "closing": N_("closing reminder"),
-}
-AUDIENCE_LABELS: dict[bc.Audience, str] = {
-    "all": N_("everyone reachable"),
-    "not_completed": N_("everyone who has not completed"),
-    "started": N_("those with an unfinished survey"),
-}
-STATE_LABELS: dict[ReminderState, str] = {
-    "upcoming": N_("scheduled"),
-    "due": N_("due now"),
-    "expired": N_("missed (not sent on its day)"),
-}
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
@@ -93,12 +70,6 @@ async def _context_of(
     user = update.effective_user
     assert message is not None and user is not None
     return services(context), message, user.id, utcnow()
-
-
-async def _refuse(message: Message, locale: str) -> None:
-    await message.reply_text(
-        gettext_for(locale).gettext("Sorry, this command is only for administrators.")
-    )
 
 
 # -- everyone: opt out / opt in -------------------------------------------------------
@@ -136,59 +107,24 @@ async def on_resume_reminders(update: Update, context: ContextTypes.DEFAULT_TYPE
 
 
 # -- admins: /siaran, its button, /siaran_status, /jadwal ------------------------------
+# Parse → desk → render → send: the desk checks the role and does the work in one
+# transaction; the reply goes out after it, never while the writer lock is held.
 async def on_broadcast(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/siaran <text>: a draft with a preview and a confirm button; nothing is sent yet."""
-    svc, message, user_id, now = await _context_of(update, context)
+    message = update.effective_message
+    assert message is not None
     text = command_args(message)
-    async with svc.storage.transaction() as tx:
-        locale = await locale_of(svc, tx, user_id, message.chat_id)
-        _ = gettext_for(locale).gettext
-        if not (await role_of(tx, user_id, svc.settings.admin_ids)).admin:
-            await _refuse(message, locale)
-            return
-        if not text:
-            await message.reply_text(
-                _(
-                    "Usage: /siaran followed by the message, e.g. /siaran The survey is open "
-                    "until 30 June. You will see a preview and the number of recipients first."
-                )
-            )
-            return
-        if len(text) > bc.MAX_TEXT_LENGTH:
-            await message.reply_text(
-                _("The message is too long ({length} characters; at most {limit}).").format(
-                    length=len(text), limit=bc.MAX_TEXT_LENGTH
-                )
-            )
-            return
-        recipients = await bc.count_audience(tx, "all", CHANNEL, svc.progress)
-        escaped = html.escape(text)
-        draft_id = await bc.create_draft(
-            tx,
-            kind="manual",
-            texts={loc: escaped for loc in SUPPORTED_LOCALES},
-            audience="all",
-            now=now,
-            created_by=user_id,
-        )
-    assert draft_id is not None
-    header = _(
-        "Preview of broadcast #{id}. It goes to {count} recipients (everyone who started "
-        "the bot and did not opt out):"
-    ).format(id=draft_id, count=recipients)
-    buttons = [
-        [
-            Button(
-                _("📣 Send to {count} recipients").format(count=recipients), f"bc|send|{draft_id}"
-            )
-        ],
-        [Button(_("✖️ Cancel"), f"bc|cancel|{draft_id}")],
-    ]
-    await message.reply_text(
-        f"<b>{html.escape(header)}</b>\n\n{escaped}",
-        parse_mode=ParseMode.HTML,
-        reply_markup=inline_keyboard(buttons),
-    )
+    if not text:
+        await bad_arguments(update, context, "siaran")
+        return
+    desk = desk_of(context.application)
+    result = await desk.broadcast_draft(caller_of(update), text, escape)
+    await respond(update, "siaran", result, render.draft)
+
+
+def escape(text: str) -> str:
+    """Broadcast texts are stored as sent: Telegram HTML."""
+    return html.escape(text, quote=False)
 
 
 async def on_broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -196,164 +132,71 @@ async def on_broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE
     query = update.callback_query
     user = update.effective_user
     assert query is not None and user is not None
-    svc, now = services(context), utcnow()
+    desk = desk_of(context.application)
+    caller = caller_of(update)
     message = query.message if isinstance(query.message, Message) else None
-    chat_id = message.chat_id if message is not None else user.id
+    if not pressed_in_own_chat(query):
+        await _answer(query, render.foreign_button((await desk.role(caller)).locale))
+        return
     match = _BUTTON.match(query.data or "")
-    broadcast_id = int(match.group(2)) if match else 0
-    started: int | None = None
-    cancelled = False
-    async with svc.storage.transaction() as tx:
-        locale = await locale_of(svc, tx, user.id, chat_id)
-        _ = gettext_for(locale).gettext
-        admin = (await role_of(tx, user.id, svc.settings.admin_ids)).admin
-        if admin and match is not None:
-            if match.group(1) == "send":
-                started = await bc.start_draft(tx, broadcast_id, (CHANNEL,), now, svc.progress)
-            else:
-                cancelled = await bc.cancel_draft(tx, broadcast_id, now)
-    if not admin:
-        await _answer(query, _("Sorry, this command is only for administrators."), alert=True)
-        return
     if match is None:
-        await _answer(query, _("This button is not recognised."))
+        view = await desk.role(caller)
+        await _answer(query, render.refusal(Refused("button_unknown", view.locale), "siaran"))
         return
-    if started is None and not cancelled:
-        await _answer(query, _("This broadcast was already sent or cancelled."))
+    broadcast_id = int(match.group(2))
+    result = await desk.broadcast_decide(caller, broadcast_id, match.group(1) == "send")
+    if isinstance(result, Refused):
+        await _answer(query, render.refusal(result, "siaran"))
         return
-    if started is not None:
-        text = _(
-            "📣 Broadcast #{id} is being sent to {count} recipients. Follow it with /siaran_status."
-        ).format(id=broadcast_id, count=started)
+    if result.started is not None:
         sender = jobs.sender_of(context.application)
         if sender is not None:
             sender.wake()
-        log.info("broadcast %d started by an admin: %d recipients", broadcast_id, started)
-    else:
-        text = _("Broadcast #{id} was cancelled; nothing was sent.").format(id=broadcast_id)
+        log.info("broadcast %d started by an admin: %d recipients", broadcast_id, result.started)
+    rendered = render.decided(result)
     await _answer(query, None)
     if message is not None:
         try:
-            await message.edit_text(text, reply_markup=None)
+            await message.edit_text(rendered.text, reply_markup=None)
             return
         except BadRequest as exc:
             log.info("could not edit the preview (%s); sending a new message", exc)
-    await context.bot.send_message(chat_id, text)
+    await context.bot.send_message(message.chat_id if message else user.id, rendered.text)
 
 
-async def _answer(query: CallbackQuery, text: str | None, alert: bool = False) -> None:
+async def _answer(query: CallbackQuery, rendered: Rendered | None) -> None:
     try:
-        await query.answer(text, show_alert=alert)
+        if rendered is None:
+            await query.answer()
+        else:
+            await query.answer(rendered.plain[:200], show_alert=rendered.alert)
     except BadRequest as exc:  # too old to answer; the press was still handled
         log.info("callback answer failed: %s", exc)
 
 
 async def on_broadcast_status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/siaran_status: per broadcast sent/blocked/failed/pending, and the current rate."""
-    svc, message, user_id, now = await _context_of(update, context)
-    async with svc.storage.transaction() as tx:
-        locale = await locale_of(svc, tx, user_id, message.chat_id)
-        if not (await role_of(tx, user_id, svc.settings.admin_ids)).admin:
-            await _refuse(message, locale)
-            return
-        recent = await bc.recent_broadcasts(tx, RECENT_BROADCASTS)
-        tallies = [await bc.counts(tx, b.id) for b in recent]
-        rate = await bc.current_rate(tx, now)
-    _ = gettext_for(locale).gettext
-    tz = svc.settings.tz
-    title = _("Broadcasts")
-    lines = [f"<b>{html.escape(title)}</b>"]
-    if not recent:
-        lines.append(_("No broadcasts yet."))
-    for item, tally in zip(recent, tallies, strict=True):
-        created = dt.datetime.fromisoformat(item.created_at)
-        label = KIND_LABELS.get(item.message_key or "") if item.kind == "reminder" else None
-        kind = _(label) if label else _("announcement")
-        state = _("finished") if item.status == "done" else _("sending")
-        lines.append(
-            "\n"
-            + _("#{id} · {kind} · {created} · {state}").format(
-                id=item.id,
-                kind=kind,
-                created=format_datetime(created, "d MMM y HH:mm", tzinfo=tz, locale=locale),
-                state=state,
-            )
-        )
-        lines.append(
-            _("sent {sent} · blocked {blocked} · failed {failed} · pending {pending}").format(
-                sent=tally.sent, blocked=tally.blocked, failed=tally.failed, pending=tally.pending
-            )
-        )
-        if tally.sending or tally.unknown or tally.skipped:
-            lines.append(
-                _("in flight {sending} · unknown {unknown} · skipped {skipped}").format(
-                    sending=tally.sending, unknown=tally.unknown, skipped=tally.skipped
-                )
-            )
+    desk = desk_of(context.application)
+    result = await desk.broadcast_status(caller_of(update))
     sender = jobs.sender_of(context.application)
-    limit = sender.rate if sender is not None else jobs.DEFAULT_RATE
-    lines.append(
-        "\n"
-        + _("Current rate: {rate} messages/s (limit {limit}/s).").format(
-            rate=format_decimal(round(rate, 1), "0.0", locale=locale),
-            limit=format_decimal(limit, locale=locale),
-        )
+    state = (
+        render.SenderState(sender.rate, sender.paused_for(), sender.retry_after_total)
+        if sender is not None
+        else render.SenderState(jobs.DEFAULT_RATE)
     )
-    if sender is not None:
-        if sender.paused_for() > 0:
-            lines.append(
-                _("Paused by Telegram flood control for {seconds} s.").format(
-                    seconds=f"{sender.paused_for():.0f}"
-                )
-            )
-        lines.append(
-            _("Flood-control answers (429) since start: {count}.").format(
-                count=sender.retry_after_total
-            )
-        )
-    await message.reply_text("\n".join(lines), parse_mode=ParseMode.HTML)
+    await respond(
+        update,
+        "siaran_status",
+        result,
+        lambda v: render.broadcast_status(v, desk.settings.tz, state),
+    )
 
 
 async def on_schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/jadwal: every reminder of the window and whether it is scheduled, sent or missed."""
-    svc, message, user_id, now = await _context_of(update, context)
-    rules = ReminderRules.from_settings(svc.settings)
-    planned = plan(rules, now)
-    async with svc.storage.transaction() as tx:
-        locale = await locale_of(svc, tx, user_id, message.chat_id)
-        if not (await role_of(tx, user_id, svc.settings.admin_ids)).admin:
-            await _refuse(message, locale)
-            return
-        existing = await bc.broadcasts_by_key(tx, [p.occurrence.key for p in planned])
-        tallies = {key: await bc.counts(tx, b.id) for key, b in existing.items()}
-    _ = gettext_for(locale).gettext
-    header = _("Reminder schedule ({tz}): survey window {start} – {end}, at {time}.").format(
-        tz=svc.settings.timezone,
-        start=format_date(rules.window_start, "long", locale=locale),
-        end=format_date(rules.window_end, "long", locale=locale),
-        time=format_time(rules.at_time, "HH:mm", locale=locale),
-    )
-    lines = [f"<b>{html.escape(header)}</b>"]
-    if not planned:
-        lines.append(
-            _("No reminders: SURVEY_WINDOW_END is before SURVEY_WINDOW_START.")
-            if not rules.valid
-            else _("No reminders are configured.")
-        )
-    for item in planned:
-        occurrence = item.occurrence
-        tally = tallies.get(occurrence.key)
-        if tally is not None:
-            state = _("sent to {sent} of {total}").format(sent=tally.sent, total=tally.total)
-            if tally.open:
-                state += " · " + _("{pending} pending").format(pending=tally.open)
-        else:
-            state = _(STATE_LABELS[item.state])
-        when = format_datetime(occurrence.at, "EEE d MMM y HH:mm", tzinfo=rules.tz, locale=locale)
-        kind = _(KIND_LABELS[occurrence.kind])
-        audience = _(AUDIENCE_LABELS[occurrence.audience])
-        lines.append(f"• {when} — {kind} — {audience} — {state}")
-    await message.reply_text("\n".join(lines), parse_mode=ParseMode.HTML)
+    desk = desk_of(context.application)
+    result = await desk.reminder_schedule(caller_of(update))
+    await respond(update, "jadwal", result, lambda v: render.schedule(v, desk.settings.timezone))
 
 
 # -- wiring ---------------------------------------------------------------------------
@@ -365,7 +208,7 @@ def add_broadcast_handlers(application: AnyApplication) -> None:
     if application.bot_data.get(_INSTALLED_KEY):
         return
     application.bot_data[_INSTALLED_KEY] = True
-    private = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
+    private = NEW_PRIVATE
     commands: tuple[tuple[str, Handler], ...] = (
         ("siaran", on_broadcast),
         ("siaran_status", on_broadcast_status),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 
 from telegram import CallbackQuery, Message, Update
@@ -29,12 +30,13 @@ from core.events import (
     Text,
     Unsupported,
 )
-from core.i18n import gettext_for
+from core.i18n import N_, gettext_for
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 PRIVATE = filters.ChatType.PRIVATE
+FOREIGN_BUTTON = N_("This button belongs to someone else's chat.")
 
 
 def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
@@ -125,10 +127,43 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None or message.chat.type != ChatType.PRIVATE:
         await query.answer()
         return
+    if not pressed_in_own_chat(query):
+        locale = await user_locale(update, context)
+        await _answer_alert(query, FOREIGN_BUTTON, locale)
+        return
     outcome = await dispatch(update, context, Choice(token=query.data or ""))
     await asyncio.gather(
         _answer(query, outcome.notice),
         send_replies(context, message.chat_id, outcome.replies, pressed=message),
+    )
+
+
+def pressed_in_own_chat(query: CallbackQuery) -> bool:
+    """A private chat's buttons are its owner's: Telegram never shows them to anyone
+    else, so a press from another account is forged and changes nothing."""
+    message = query.message if isinstance(query.message, Message) else None
+    if message is None or message.chat.type != ChatType.PRIVATE:
+        return True  # nothing to compare against; group buttons are refused elsewhere
+    return query.from_user.id == message.chat.id
+
+
+async def _answer_alert(query: CallbackQuery, msgid: str, locale: str) -> None:
+    try:
+        await query.answer(gettext_for(locale).gettext(msgid), show_alert=True)
+    except BadRequest as exc:
+        log.info("callback answer failed: %s", exc)
+
+
+async def on_id(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/id: the sender's own numeric Telegram id (to put in ADMIN_IDS), and nothing else."""
+    message = update.effective_message
+    user = update.effective_user
+    assert message is not None and user is not None
+    tr = gettext_for(await user_locale(update, context))
+    await message.reply_text(
+        html.escape(tr.gettext("Your Telegram user id: {id}"), quote=False).format(
+            id=f"<code>{user.id}</code>"
+        )
     )
 
 
@@ -173,7 +208,7 @@ async def user_locale(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str
     if user is None:
         return svc.settings.default_locale
     key = svc.engine.respondent_key(CHANNEL, str(user.id))
-    async with svc.storage.transaction() as tx:
+    async with svc.storage.read() as tx:  # never waits for the writer
         state = await tx.get_session(key)
     return state.locale if state else svc.settings.default_locale
 

@@ -125,6 +125,8 @@ class BroadcastSender:
         self.sent_total = 0
         self._slots = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()  # set by stop(): send nothing new, finish in flight
+        self._task: asyncio.Task[None] | None = None
         self._pause_until = 0.0
         self._recent: dict[str, float] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -140,18 +142,28 @@ class BroadcastSender:
         """Seconds left of a flood-control pause (0 when sending normally)."""
         return max(0.0, self._pause_until - time.monotonic())
 
+    def start(self) -> None:
+        """Run in the background until :meth:`stop` (the application's post_stop)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="broadcast-sender")
+
+    async def stop(self) -> None:
+        """Stop claiming deliveries, wait for the ones in flight; no polling involved."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
     def _running(self) -> bool:
-        return bool(self.application.running)
+        return not self._stopping.is_set()
 
     async def _sleep_until(self, moment: float) -> bool:
-        """Sleep in short steps so a stopping application is noticed; False if stopping."""
-        while True:
-            if not self._running():
-                return False
-            left = moment - time.monotonic()
-            if left <= 0:
-                return True
-            await asyncio.sleep(min(left, 0.25))
+        """Sleep until ``moment`` unless stopped first; False if stopping."""
+        left = moment - time.monotonic()
+        if left > 0 and self._running():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), left)
+        return self._running()
 
     # -- main loop ---------------------------------------------------------
     async def run(self) -> None:
@@ -383,11 +395,10 @@ async def _reminder_job(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _start_sender_job(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Runs once the application is running, so stop() waits for the sender to finish."""
-    application: AnyApplication = context.application
-    sender = sender_of(application)
+    """Runs once the application is running; the application's post_stop stops it."""
+    sender = sender_of(context.application)
     if sender is not None:
-        application.create_task(sender.run(), name="broadcast-sender")
+        sender.start()
 
 
 async def schedule_reminders(application: AnyApplication, clock: Clock) -> list[str]:
@@ -456,3 +467,10 @@ async def start(
     )
     sender.wake()
     return sender
+
+
+async def stop(application: AnyApplication) -> None:
+    """From post_stop: the sender finishes what is in flight and stops."""
+    sender = sender_of(application)
+    if sender is not None:
+        await sender.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 from pydantic import BaseModel
@@ -39,7 +39,24 @@ class Role(BaseModel):
         return self.admin or self.unit_code == unit_code
 
 
-RedeemResult = Literal["ok", "invalid", "expired", "used"]
+class Admin(BaseModel):
+    user_id: int
+    added_by: int | None = None
+    added_at: str | None = None
+    configured: bool = False  # from ADMIN_IDS: removed only by changing the setting
+
+
+class Invite(BaseModel):
+    """An open invite as admins see it: never the code, which only its holder knows."""
+
+    id: int
+    unit_code: str
+    created_by: int
+    created_at: str
+    expires_at: str
+
+
+RedeemResult = Literal["ok", "invalid", "expired", "used", "revoked", "unit_removed"]
 
 
 def new_code() -> str:
@@ -84,20 +101,31 @@ async def create_invite(
 
 
 async def redeem_invite(
-    tx: Transaction, secret_key: bytes, code: str, user_id: int, now: dt.datetime
+    tx: Transaction,
+    secret_key: bytes,
+    code: str,
+    user_id: int,
+    now: dt.datetime,
+    known_units: Collection[str] | None = None,
 ) -> tuple[RedeemResult, str | None]:
-    """Bind ``user_id`` to the invite's unit; a code works once, before it expires."""
+    """Bind ``user_id`` to the invite's unit; a code works once, before it expires,
+    unless it was revoked or its unit is no longer in ``known_units``."""
     digest = hash_code(secret_key, normalise_code(code))
     row = await tx.fetchone(
-        "SELECT id, code_hash, unit_code, expires_at, used_at FROM invites WHERE code_hash = ?",
+        "SELECT id, code_hash, unit_code, expires_at, used_at, revoked_at FROM invites "
+        "WHERE code_hash = ?",
         (digest,),
     )
     if row is None or not hmac.compare_digest(str(row["code_hash"]), digest):
         return "invalid", None
     if row["used_at"] is not None:
         return "used", None
+    if row["revoked_at"] is not None:
+        return "revoked", None
     if dt.datetime.fromisoformat(row["expires_at"]) <= now:
         return "expired", None
+    if known_units is not None and row["unit_code"] not in known_units:
+        return "unit_removed", str(row["unit_code"])
     await tx.execute(
         "UPDATE invites SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL",
         (iso(now), user_id, row["id"]),
@@ -123,3 +151,41 @@ async def list_officials(tx: Transaction) -> list[Official]:
 
 async def revoke_official(tx: Transaction, user_id: int) -> bool:
     return await tx.execute("DELETE FROM officials WHERE user_id = ?", (user_id,)) == 1
+
+
+async def list_admins(tx: Transaction, configured_admins: Sequence[int]) -> list[Admin]:
+    """Configured admins (ADMIN_IDS) first, then those added in chat."""
+    admins = [Admin(user_id=user_id, configured=True) for user_id in configured_admins]
+    rows = await tx.fetchall("SELECT user_id, added_by, added_at FROM admins ORDER BY added_at")
+    for row in rows:
+        if row["user_id"] not in configured_admins:
+            admins.append(
+                Admin(user_id=row["user_id"], added_by=row["added_by"], added_at=row["added_at"])
+            )
+    return admins
+
+
+async def remove_admin(tx: Transaction, user_id: int) -> bool:
+    """Remove an admin added in chat; ADMIN_IDS are outside the database's reach."""
+    return await tx.execute("DELETE FROM admins WHERE user_id = ?", (user_id,)) == 1
+
+
+async def open_invites(tx: Transaction, now: dt.datetime) -> list[Invite]:
+    rows = await tx.fetchall(
+        "SELECT id, unit_code, created_by, created_at, expires_at FROM invites "
+        "WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > ? ORDER BY id",
+        (iso(now),),
+    )
+    return [Invite.model_validate(dict(row)) for row in rows]
+
+
+async def revoke_invite(tx: Transaction, invite_id: int, now: dt.datetime) -> str | None:
+    """Revoke an unused invite; its unit code, or None if there was nothing to revoke."""
+    row = await tx.fetchone(
+        "SELECT unit_code FROM invites WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
+        (invite_id,),
+    )
+    if row is None:
+        return None
+    await tx.execute("UPDATE invites SET revoked_at = ? WHERE id = ?", (iso(now), invite_id))
+    return str(row["unit_code"])

@@ -13,6 +13,8 @@ import datetime as dt
 import json
 from typing import Literal
 
+from pydantic import BaseModel
+
 from core.model import iso
 from core.publish import live_respondents, note_change
 from core.quality import (
@@ -46,6 +48,13 @@ __all__ = [
     "flag_counts",
     "quality_flags",
 ]
+# Faktor koreksi categories: complaints, law-enforcement cases, coaching of respondents.
+CorrectionCategory = Literal["pengaduan", "penegakan_hukum", "pengarahan"]
+CORRECTION_CATEGORIES: tuple[CorrectionCategory, ...] = (
+    "pengaduan",
+    "penegakan_hukum",
+    "pengarahan",
+)
 
 
 async def record_completion(
@@ -238,20 +247,76 @@ async def load_unit_aggregate(tx: Transaction, period: str, unit: str) -> UnitAg
             getattr(group, attribute)[row["name"]] = Tally(n=row["n"], total=row["total"])
     for code, respondents in (await live_respondents(tx, period, unit)).items():
         aggregate.groups.setdefault(code, GroupAggregate()).respondents = respondents
-    corrections = await tx.fetchall(
-        "SELECT deduction, reason FROM corrections WHERE period = ? AND unit_code = ? ORDER BY id",
-        (period, unit),
-    )
-    aggregate.deduction = sum(float(r["deduction"]) for r in corrections)
-    aggregate.reasons = [str(r["reason"]) for r in corrections]
+    corrections = await active_corrections(tx, period, unit)
+    aggregate.deduction = sum(c.deduction for c in corrections)
+    aggregate.reasons = [c.reason for c in corrections]
     return aggregate
 
 
+class Correction(BaseModel):
+    """A faktor koreksi deduction; withdrawn ones stay on record but no longer count."""
+
+    id: int
+    period: str
+    unit_code: str
+    category: CorrectionCategory
+    deduction: float
+    reason: str
+    author: str
+    created_at: str
+    withdrawn_at: str | None = None
+
+
+_CORRECTION_COLUMNS = (
+    "id, period, unit_code, category, deduction, reason, author, created_at, withdrawn_at"
+)
+
+
+async def corrections_of(
+    tx: Transaction, period: str, unit: str, *, include_withdrawn: bool = False
+) -> list[Correction]:
+    sql = f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE period = ? AND unit_code = ?"
+    if not include_withdrawn:
+        sql += " AND withdrawn_at IS NULL"
+    rows = await tx.fetchall(sql + " ORDER BY id", (period, unit))
+    return [Correction.model_validate(dict(row)) for row in rows]
+
+
+async def active_corrections(tx: Transaction, period: str, unit: str) -> list[Correction]:
+    """The corrections that count in a unit's index: recorded and not withdrawn."""
+    return await corrections_of(tx, period, unit)
+
+
 async def add_correction(
-    tx: Transaction, period: str, unit: str, deduction: float, reason: str, now: dt.datetime
-) -> None:
-    await tx.execute(
-        "INSERT INTO corrections(period, unit_code, deduction, reason, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (period, unit, deduction, reason, iso(now)),
+    tx: Transaction,
+    period: str,
+    unit: str,
+    deduction: float,
+    reason: str,
+    now: dt.datetime,
+    *,
+    category: CorrectionCategory = "pengaduan",
+    author: str = "",
+) -> int:
+    return await tx.insert(
+        "INSERT INTO corrections(period, unit_code, deduction, reason, created_at, category, "
+        "author) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (period, unit, deduction, reason, iso(now), category, author),
     )
+
+
+async def withdraw_correction(
+    tx: Transaction, correction_id: int, by: str, now: dt.datetime
+) -> Correction | None:
+    """Mark a correction withdrawn (it stays on record); None if unknown or already withdrawn."""
+    changed = await tx.execute(
+        "UPDATE corrections SET withdrawn_at = ?, withdrawn_by = ? "
+        "WHERE id = ? AND withdrawn_at IS NULL",
+        (iso(now), by, correction_id),
+    )
+    if changed != 1:
+        return None
+    row = await tx.fetchone(
+        f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE id = ?", (correction_id,)
+    )
+    return Correction.model_validate(dict(row)) if row else None

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     )
     privacy_contact: Annotated[str, Field(max_length=200)] = ""
     retention_days: Annotated[int, Field(ge=0, le=3650)] = 90
+    chat_export_enabled: bool = False  # /ekspor in chat; off: exports from the server only
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None

@@ -314,6 +314,20 @@ INSERT INTO published (period, unit_code, group_code, kind, name, n, total)
     SELECT period, unit_code, group_code, 'item', question_id, n, total FROM agg_item
 """
 
+# The officials' desk: a correction (faktor koreksi) has a category and an author and is
+# withdrawn, never deleted; invites can be revoked before they are used.
+V8_DESK = """
+ALTER TABLE corrections ADD COLUMN category TEXT NOT NULL DEFAULT 'pengaduan'
+    CHECK (category IN ('pengaduan', 'penegakan_hukum', 'pengarahan'));
+ALTER TABLE corrections ADD COLUMN author TEXT NOT NULL DEFAULT '';
+ALTER TABLE corrections ADD COLUMN withdrawn_at TEXT;
+ALTER TABLE corrections ADD COLUMN withdrawn_by TEXT;
+CREATE TRIGGER corrections_no_delete BEFORE DELETE ON corrections
+BEGIN
+    SELECT RAISE(ABORT, 'corrections are withdrawn, not deleted'); END;
+ALTER TABLE invites ADD COLUMN revoked_at TEXT
+"""
+
 MIGRATIONS: list[str] = [
     V1_CONVERSATION,
     V2_SCORING_AND_ACCESS,
@@ -322,6 +336,7 @@ MIGRATIONS: list[str] = [
     V5_UNLINKABLE,
     V6_PERIODS,
     V7_INDEX,
+    V8_DESK,
 ]
 # The first schema version whose tables can no longer be linked; opening a database
 # from before it vacuums after migrating, so no freed page keeps the old rows.

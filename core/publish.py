@@ -148,7 +148,7 @@ async def load_published_aggregate(tx: Transaction, period: str, unit: str) -> U
 async def _deduction(tx: Transaction, period: str, unit: str) -> float:
     row = await tx.fetchone(
         "SELECT COALESCE(SUM(deduction), 0) AS total FROM corrections WHERE period = ? AND "
-        "unit_code = ?",
+        "unit_code = ? AND withdrawn_at IS NULL",
         (period, unit),
     )
     return float(row["total"]) if row else 0.0

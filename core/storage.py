@@ -314,6 +314,8 @@ class Storage:
         self.path = path
         self._lock = asyncio.Lock()
         self._checkpoints: asyncio.Task[None] | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._read_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path, *, existing: bool = False) -> Storage:
@@ -366,6 +368,10 @@ class Storage:
             self._checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoints
+            self._checkpoints = None
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await reader.close()
         await self._db.close()
 
     def start_background_checkpoints(self, interval: float = 1.0) -> None:
@@ -451,6 +457,32 @@ class Storage:
                 await self._db.execute("ROLLBACK")
                 raise
             await self._db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Transaction]:
+        """A consistent snapshot on a second, read-only connection (WAL: readers never
+        wait for the writer, and the writer never waits for them). Any write fails."""
+        if str(self.path) == ":memory:":  # no second connection can see it
+            async with self.transaction() as tx:
+                yield tx
+            return
+        async with self._read_lock:
+            if self._reader is None:
+                self._reader = await self._open_reader()
+            await self._reader.execute("BEGIN DEFERRED")
+            try:
+                yield Transaction(self._reader)
+            finally:
+                await self._reader.execute("COMMIT")
+
+    async def _open_reader(self) -> aiosqlite.Connection:
+        reader = await aiosqlite.connect(
+            self.path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None
+        )
+        reader.row_factory = sqlite3.Row
+        await reader.execute("PRAGMA query_only = ON")
+        await reader.execute("PRAGMA busy_timeout = 5000")
+        return reader
 
     async def backup(self, target: Path) -> None:
         """Copy the live database with SQLite's online backup API."""

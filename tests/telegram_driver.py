@@ -40,6 +40,8 @@ async def running_bot(settings: Settings) -> AsyncIterator[Services]:
             finally:
                 await app.updater.stop()
                 await app.stop()
+                if app.post_stop is not None:  # as run_polling() does
+                    await app.post_stop(app)
     finally:
         await svc.close()
 

@@ -132,6 +132,8 @@ async def broadcast_bot(
             finally:
                 await app.updater.stop()
                 await app.stop()
+                if app.post_stop is not None:  # as run_polling() does
+                    await app.post_stop(app)
     finally:
         await svc.close()
 

@@ -16,14 +16,17 @@ import pytest
 from bot.cli import RedactSecrets
 from core.access import create_invite, redeem_invite, role_of
 from core.config import PROJECT_ROOT, SettingsError, load_settings
+from core.engine import Engine
 from core.storage import Storage, StorageError
 from tests.conftest import SECRET
 from tests.fake_bot_api import FakeBotApi
+from tests.survey_driver import Clock
 from tests.telegram_driver import running_bot, settings_for
 
 ADMIN_COMMANDS = ["/peringkat", "/rekap", "/undang dinkes", "/pejabat", "/koreksi dinkes 2 x",
                   "/tambah_admin 5", "/ekspor", "/skor dinkes", "/siaran halo",
-                  "/siaran_status", "/jadwal"]
+                  "/siaran_status", "/jadwal", "/undangan", "/admin", "/hapus_admin 5",
+                  "/koreksi dinkes", "/koreksi batal 1", "/koreksi dinkes pengaduan 2 x"]
 
 
 async def test_invites_are_single_use_and_expire(storage: Storage) -> None:
@@ -201,3 +204,49 @@ async def test_webhook_checks_the_secret_token(tmp_path: Path) -> None:
             await asyncio.to_thread(process.wait, 30)
     log_text = (tmp_path / "bot.log").read_text()
     assert "hook-secret-0123456789-abcdefghijkl" not in log_text and api.token not in log_text
+
+
+async def test_the_audit_log_never_names_a_respondent(
+    engine: Engine, clock: Clock, storage: Storage
+) -> None:
+    """Whatever admins do, the audit log holds staff actions, never who answered what."""
+    from core import desk as d
+    from core.units import load_units
+    from tests.conftest import QUESTIONNAIRE_PATH, UNITS_PATH
+    from tests.test_scoring import EKSTERNAL, take_survey
+
+    for i in range(5):
+        await take_survey(engine, clock, f"77{i}", EKSTERNAL, shift=i)
+    settings = load_settings(spi_secret_key=SECRET.decode(), admin_ids=[1])
+    from core.questionnaire import load_questionnaire
+
+    desk = d.Desk(
+        settings=settings.model_copy(update={"chat_export_enabled": True}),
+        questionnaire=load_questionnaire(QUESTIONNAIRE_PATH),
+        units=load_units(UNITS_PATH),
+        storage=storage,
+        secret_key=SECRET,
+        clock=clock,
+    )
+    admin = d.Caller("telegram", 1)
+    invite = await desk.create_invite(admin, "dinkes")
+    assert isinstance(invite, d.InviteCreated)
+    await desk.redeem_invite(d.Caller("telegram", 2), invite.code)
+    await desk.add_correction(admin, "dinkes", "pengarahan", 2.0, "arahan atasan")
+    await desk.add_admin(admin, 5)
+    await desk.remove_admin(admin, 5)
+    await desk.revoke_official(admin, 2)
+    assert isinstance(await desk.export(admin), d.ExportReady)
+    async with storage.read() as tx:
+        audit = " ".join(
+            f"{r['actor']} {r['action']} {r['detail']}"
+            for r in await tx.fetchall("SELECT * FROM audit_log")
+        )
+        responses = await tx.fetchall("SELECT id, respondent_key FROM responses")
+    assert "export" in audit and "correction_added" in audit
+    assert invite.code not in audit
+    assert len(responses) == 5
+    for row in responses:
+        assert str(row["id"]) not in audit and row["respondent_key"] not in audit
+    for i in range(5):
+        assert f"77{i}" not in audit

@@ -46,8 +46,10 @@ async def command(api: FakeBotApi, user_id: int, text: str, method: str = "sendM
 
 
 async def test_official_admin_and_stranger(api: FakeBotApi, tmp_path: Path) -> None:
-    settings = settings_for(api, tmp_path / "spi.sqlite3", admin_ids=[ADMIN])
-    async with running_bot(settings):
+    settings = settings_for(
+        api, tmp_path / "spi.sqlite3", admin_ids=[ADMIN], chat_export_enabled=True
+    )
+    async with running_bot(settings) as svc:
         respondents = [TelegramUser(api, 700000 + i) for i in range(6)]
         await asyncio.gather(
             *(complete_survey(r, "kesehatan", "Dinas Kesehatan") for r in respondents)
@@ -77,6 +79,17 @@ async def test_official_admin_and_stranger(api: FakeBotApi, tmp_path: Path) -> N
         other = await command(api, OFFICIAL, "/skor tembalang")
         assert "hanya untuk" in other
 
+        recorded = await command(api, ADMIN, "/koreksi dinkes pengarahan 1,5 arahan atasan")
+        assert "Koreksi #" in recorded and "pengarahan responden" in recorded
+        corrected = await command(api, OFFICIAL, "/skor")
+        assert "Faktor koreksi yang berlaku" in corrected
+        assert "• pengarahan responden: −1,50" in corrected
+        assert "arahan atasan" not in corrected  # the reason is for the inspectorate
+        number = re.search(r"#(\d+)", recorded)
+        assert number is not None
+        await command(api, ADMIN, f"/koreksi batal {number.group(1)}")
+        assert "Faktor koreksi" not in await command(api, OFFICIAL, "/skor")
+
         ranking = await command(api, ADMIN, "/peringkat")
         assert "1. Dinas Kesehatan" in ranking
         recap = await command(api, ADMIN, "/rekap")
@@ -85,3 +98,16 @@ async def test_official_admin_and_stranger(api: FakeBotApi, tmp_path: Path) -> N
         document = api.calls_of("sendDocument")[-1].params["document"]
         workbook = openpyxl.load_workbook(io.BytesIO(document.content))
         assert workbook.sheetnames == ["Skor unit", "Skor dimensi", "Buku kode", "Audit"]
+        async with svc.storage.read() as tx:
+            audit = await tx.fetchall("SELECT actor, action, detail FROM audit_log")
+        assert (f"telegram:{ADMIN}", "export") in [(r["actor"], r["action"]) for r in audit]
+
+
+async def test_chat_export_is_off_unless_enabled(api: FakeBotApi, tmp_path: Path) -> None:
+    settings = settings_for(api, tmp_path / "spi.sqlite3", admin_ids=[ADMIN])
+    async with running_bot(settings) as svc:
+        answer = await command(api, ADMIN, "/ekspor")
+        assert "spi-bot export" in answer
+        assert not api.calls_of("sendDocument")
+        async with svc.storage.read() as tx:
+            assert await tx.fetchall("SELECT 1 FROM audit_log WHERE action = 'export'") == []
