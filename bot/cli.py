@@ -45,7 +45,14 @@ class RedactSecrets(logging.Filter):
 def setup_logging(settings: Settings) -> None:
     secrets = [
         s.get_secret_value()
-        for s in (settings.telegram_bot_token, settings.spi_secret_key, settings.webhook_secret)
+        for s in (
+            settings.telegram_bot_token,
+            settings.spi_secret_key,
+            settings.webhook_secret,
+            settings.whatsapp_token,
+            settings.whatsapp_app_secret,
+            settings.whatsapp_verify_token,
+        )
         if s is not None
     ]
     handler = logging.StreamHandler()
@@ -111,6 +118,12 @@ def run_telegram(settings: Settings, webhook: bool) -> None:
     asyncio.set_event_loop(loop)
     svc = loop.run_until_complete(open_services(settings))
     application = build_application(svc)
+    whatsapp = None
+    if settings.whatsapp_enabled:  # same process and event loop as the Telegram bot
+        from bot.whatsapp.runner import WhatsAppRuntime
+
+        whatsapp = WhatsAppRuntime(svc)
+        loop.run_until_complete(whatsapp.start())
     try:
         if webhook:
             if not settings.webhook_url or settings.webhook_secret is None:
@@ -125,6 +138,8 @@ def run_telegram(settings: Settings, webhook: bool) -> None:
         else:
             application.run_polling(close_loop=False)
     finally:
+        if whatsapp is not None:
+            loop.run_until_complete(whatsapp.stop())
         loop.run_until_complete(svc.close())
         loop.close()
 
@@ -145,13 +160,20 @@ def _main(args: argparse.Namespace) -> int:
     setup_logging(settings)
     command = args.command
     if command is None:
-        command = "run" if settings.telegram_bot_token else "console"
+        command = "run" if settings.telegram_bot_token or settings.whatsapp_enabled else "console"
     if command == "console":
         asyncio.run(run_console_job(settings))
     elif command == "run":
+        if settings.telegram_bot_token is None and not settings.whatsapp_enabled:
+            raise SettingsError(
+                "TELEGRAM_BOT_TOKEN (or WHATSAPP_PHONE_ID and WHATSAPP_TOKEN): required for 'run'"
+            )
         if settings.telegram_bot_token is None:
-            raise SettingsError("TELEGRAM_BOT_TOKEN: required for 'run'")
-        run_telegram(settings, webhook=args.command == "run" and bool(args.webhook))
+            from bot.whatsapp.runner import run_whatsapp
+
+            asyncio.run(run_whatsapp(settings))
+        else:
+            run_telegram(settings, webhook=args.command == "run" and bool(args.webhook))
     elif command == "export":
         from bot.export_cli import export_command
 

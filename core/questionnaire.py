@@ -48,6 +48,7 @@ class Option(_Model):
     text: LocalizedText
     score: Score | None = None
     exclusive: bool = False  # multi-select: choosing it clears the others ("tidak ada")
+    short: LocalizedText | None = None  # for channels with short button titles (WhatsApp)
 
 
 class ShowIf(_Model):
