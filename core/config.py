@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
     whatsapp_listen: str = "127.0.0.1"
-    whatsapp_port: Annotated[int, Field(ge=1, le=65535)] = 8081
+    whatsapp_port: Annotated[int, Field(ge=0, le=65535)] = 8081  # 0: any free port
     whatsapp_api_url: str = "https://graph.facebook.com/v23.0"
     whatsapp_reminder_template: str | None = None
     whatsapp_template_language: Annotated[str, Field(min_length=2, max_length=8)] = "id"
