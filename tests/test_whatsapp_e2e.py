@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from bot.whatsapp.webhook import MAX_BODY
 from tests.fake_whatsapp_api import FakeWhatsAppApi
-from tests.whatsapp_driver import WhatsAppUser, running_whatsapp, settings_for, start_survey
+from tests.whatsapp_driver import (
+    VERIFY_TOKEN,
+    WhatsAppUser,
+    running_whatsapp,
+    settings_for,
+    start_survey,
+)
 
 WA_ID = "6281234567890"
 
@@ -18,6 +29,10 @@ WA_ID = "6281234567890"
 async def api() -> AsyncIterator[FakeWhatsAppApi]:
     async with FakeWhatsAppApi() as server:
         yield server
+
+
+def flip_last(signature: str) -> str:
+    return signature[:-1] + ("1" if signature[-1] == "0" else "0")
 
 
 def rows(db_path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -46,3 +61,96 @@ async def test_respondent_completes_each_group(
             dump = "\n".join(str(row) for row in db.execute(f"SELECT * FROM {table}"))
             assert WA_ID not in dump, table
             assert "Budi" not in dump, table
+
+
+async def test_forged_or_missing_signature_is_refused_unprocessed(
+    api: FakeWhatsAppApi, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with running_whatsapp(api, settings_for(api, db_path)) as runtime:
+        body = json.dumps(api.update(WA_ID, api.text("/start"))).encode()
+        wrong_key = "sha256=" + hmac.new(b"not the app secret", body, hashlib.sha256).hexdigest()
+        for signature in (None, "", wrong_key, api.sign(b"{}"), flip_last(api.sign(body)), "md5=x"):
+            assert await api.post_webhook(body, signature) == 401, signature
+        await runtime.channel.drain()
+        assert api.sent == []
+        # The same body, correctly signed, is what a real update looks like.
+        assert await api.deliver(json.loads(body)) == 200
+        await runtime.channel.drain()
+        assert len(api.to(WA_ID)) == 1
+    assert len(rows(db_path, "SELECT * FROM processed_events")) == 1
+
+
+async def test_verification_challenge_and_body_cap(api: FakeWhatsAppApi, tmp_path: Path) -> None:
+    async with (
+        running_whatsapp(api, settings_for(api, tmp_path / "spi.sqlite3")) as runtime,
+        aiohttp.ClientSession() as http,
+    ):
+        query = {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "8127"}
+        async with http.get(runtime.url, params=query) as response:
+            assert (response.status, await response.text()) == (200, "8127")
+        async with http.get(runtime.url, params={**query, "hub.verify_token": "guess"}) as response:
+            assert response.status == 403
+        big = b"{" + b" " * MAX_BODY + b"}"
+        assert await api.post_webhook(big, api.sign(big)) == 413
+        await runtime.channel.drain()
+    assert api.sent == []
+
+
+async def test_redelivered_webhook_changes_nothing(api: FakeWhatsAppApi, tmp_path: Path) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with running_whatsapp(api, settings_for(api, db_path)) as runtime:
+        user = WhatsAppUser(api, runtime, WA_ID)
+        await start_survey(user)
+        reply_id, title, _ = user.screen().choices()[0]
+        update = api.update(WA_ID, api.reply(user.screen().kind, reply_id, title))
+        assert await api.deliver(update) == 200
+        await runtime.channel.drain()
+        sent = len(api.sent)
+        answers = rows(db_path, "SELECT * FROM answers ORDER BY question_id")
+        sessions = rows(db_path, "SELECT * FROM sessions")
+        assert await api.deliver(update) == 200  # Meta retries when it saw no 200 in time
+        await runtime.channel.drain()
+        assert len(api.sent) == sent
+        assert rows(db_path, "SELECT * FROM answers ORDER BY question_id") == answers
+        assert rows(db_path, "SELECT * FROM sessions") == sessions
+
+
+async def test_stale_or_forged_reply_gets_the_notice(api: FakeWhatsAppApi, tmp_path: Path) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with running_whatsapp(api, settings_for(api, db_path)) as runtime:
+        user = WhatsAppUser(api, runtime, WA_ID)
+        await start_survey(user)
+        old = user.screen()
+        stale_id, stale_title, _ = old.choices()[0]
+        await user.press(stale_title, expect="Pertanyaan 2 dari")
+        answers = rows(db_path, "SELECT * FROM answers ORDER BY question_id")
+        replies = await user.deliver(api.reply(old.kind, stale_id, stale_title))
+        assert replies[0].text == "Tombol ini sudah tidak berlaku. Silakan gunakan pesan terbaru."
+        seq = stale_id.split("|")[0]
+        for forged in (f"{int(seq) + 1}|a|nonexistent", "1|zz|", "<script>", ""):
+            replies = await user.deliver(api.reply("list", forged, "x"))
+            assert replies[0].text in (
+                "Tombol ini tidak dikenali.",
+                "Tombol ini sudah tidak berlaku. Silakan gunakan pesan terbaru.",
+            ), forged
+        assert rows(db_path, "SELECT * FROM answers ORDER BY question_id") == answers
+
+
+async def test_chat_window_kept_only_for_consented_contacts_and_erased_with_them(
+    api: FakeWhatsAppApi, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    windows = "SELECT channel, address FROM chat_windows"
+    async with running_whatsapp(api, settings_for(api, db_path)) as runtime:
+        user = WhatsAppUser(api, runtime, WA_ID)
+        await user.send("/start", expect="sukarela")
+        await user.send("halo")
+        assert rows(db_path, windows) == []  # no consent: nothing about this chat is kept
+        await user.press("setuju", expect="kelompok")
+        assert rows(db_path, windows) == [("whatsapp", WA_ID)]
+        assert rows(db_path, "SELECT channel, address FROM contacts") == [("whatsapp", WA_ID)]
+        await user.send("/hapus_data")
+        await user.press("Ya", expect="dihapus")
+    assert rows(db_path, windows) == []
+    assert rows(db_path, "SELECT * FROM contacts") == []

@@ -165,7 +165,11 @@ class WhatsAppSender:
             if claimed is None:
                 return False
             delivery, message = claimed
-            self.pacer.dispatched(slot)
+            if self._pause_until > time.monotonic():  # a 130429 arrived meanwhile
+                if not await self._sleep_until(self._pause_until):
+                    await self._record(bc.release, delivery, "stopped before sending")
+                    return False
+            self.pacer.dispatched(max(slot, self._pause_until))
             task = asyncio.create_task(self._send(delivery, message))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
@@ -227,7 +231,7 @@ class WhatsAppSender:
             self.rate_limited_total += 1
             self._pause_until = max(self._pause_until, time.monotonic() + self.pause)
             self.pacer.hold(self._pause_until)
-            log.warning("whatsapp: rate limit (%d); pausing %.0f s", exc.code, self.pause)
+            log.warning("whatsapp: rate limit (%d); pausing %.1f s", exc.code, self.pause)
             await self._record(bc.release, delivery, f"rate limited ({exc.code})")
         elif exc.code == OUTSIDE_WINDOW:
             async with self.svc.storage.transaction() as tx:
