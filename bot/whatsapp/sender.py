@@ -165,10 +165,10 @@ class WhatsAppSender:
             if claimed is None:
                 return False
             delivery, message = claimed
-            if self._pause_until > time.monotonic():  # a 130429 arrived meanwhile
-                if not await self._sleep_until(self._pause_until):
-                    await self._record(bc.release, delivery, "stopped before sending")
-                    return False
+            paused = self._pause_until > time.monotonic()  # a 130429 arrived meanwhile
+            if paused and not await self._sleep_until(self._pause_until):
+                await self._record(bc.release, delivery, "stopped before sending")
+                return False
             self.pacer.dispatched(max(slot, self._pause_until))
             task = asyncio.create_task(self._send(delivery, message))
             self._in_flight.add(task)
