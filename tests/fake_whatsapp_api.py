@@ -18,6 +18,7 @@ import itertools
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -186,6 +187,7 @@ class FakeWhatsAppApi:
         self.refused: list[tuple[JSONDict, JSONDict]] = []
         self.windows: dict[str, float] = {}  # wa_id → time of their last message
         self.enforce_window = True
+        self.on_sent: list[Callable[[Sent], None]] = []  # called for every accepted message
         self.inject: deque[tuple[int, str | None]] = deque()  # (error code, only for this wa_id)
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -244,6 +246,8 @@ class FakeWhatsAppApi:
             return web.json_response(body, status=refusal.status)
         sent = Sent(message["to"], message, f"wamid.out{next(self._ids)}", time.monotonic())
         self.sent.append(sent)
+        for listener in self.on_sent:
+            listener(sent)
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
