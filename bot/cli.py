@@ -114,17 +114,19 @@ def run_telegram(settings: Settings, webhook: bool) -> None:
     from bot.services import open_services
 
     settings.secret_key()  # fail before connecting when the key is missing
+    if settings.whatsapp_enabled:
+        settings.whatsapp_secrets()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     svc = loop.run_until_complete(open_services(settings))
     application = build_application(svc)
     whatsapp = None
-    if settings.whatsapp_enabled:  # same process and event loop as the Telegram bot
-        from bot.whatsapp.runner import WhatsAppRuntime
-
-        whatsapp = WhatsAppRuntime(svc)
-        loop.run_until_complete(whatsapp.start())
     try:
+        if settings.whatsapp_enabled:  # same process and event loop as the Telegram bot
+            from bot.whatsapp.runner import WhatsAppRuntime
+
+            whatsapp = WhatsAppRuntime(svc)
+            loop.run_until_complete(whatsapp.start())
         if webhook:
             if not settings.webhook_url or settings.webhook_secret is None:
                 raise SettingsError("WEBHOOK_URL and WEBHOOK_SECRET are required for --webhook")

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import os
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from subprocess import Popen
 
 import aiohttp
 import pytest
 
 from bot.whatsapp.webhook import MAX_BODY
+from core.config import PROJECT_ROOT
+from tests.bot_process import start_bot
+from tests.conftest import SECRET
+from tests.fake_bot_api import FakeBotApi
 from tests.fake_whatsapp_api import FakeWhatsAppApi
+from tests.telegram_driver import TelegramUser
 from tests.whatsapp_driver import (
     VERIFY_TOKEN,
     WhatsAppUser,
@@ -154,3 +168,101 @@ async def test_chat_window_kept_only_for_consented_contacts_and_erased_with_them
         await user.press("Ya", expect="dihapus")
     assert rows(db_path, windows) == []
     assert rows(db_path, "SELECT * FROM contacts") == []
+
+
+def run_env(api: FakeWhatsAppApi, db_path: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WHATSAPP_"))}
+    env.update(
+        DATABASE_PATH=str(db_path),
+        SPI_SECRET_KEY=SECRET.decode(),
+        WHATSAPP_PHONE_ID=api.phone_id,
+        WHATSAPP_TOKEN=api.token,
+        WHATSAPP_APP_SECRET=api.app_secret.decode(),
+        WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
+        WHATSAPP_API_URL=api.base_url,
+        WHATSAPP_PORT=str(port),
+        **extra,
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def first_reply_on_whatsapp(api: FakeWhatsAppApi, port: int, process: Popen[bytes]) -> str:
+    """Send /start until the webhook is up; the bot's first answer."""
+    api.webhook_url = f"http://127.0.0.1:{port}/whatsapp"
+    deadline = time.monotonic() + 20
+    status = 0
+    while status != 200:
+        assert process.poll() is None, "the bot exited"
+        assert time.monotonic() < deadline, "webhook never came up"
+        with contextlib.suppress(aiohttp.ClientError):
+            status = await api.deliver(api.update(WA_ID, api.text("/start")))
+        await asyncio.sleep(0.1)
+    while not api.to(WA_ID):
+        assert time.monotonic() < deadline, "no reply"
+        await asyncio.sleep(0.05)
+    return api.to(WA_ID)[0].text
+
+
+async def test_run_serves_whatsapp_alone_and_stops_cleanly(
+    api: FakeWhatsAppApi, tmp_path: Path
+) -> None:
+    port = free_port()
+    log_path = tmp_path / "bot.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"],
+            cwd=PROJECT_ROOT,
+            env=run_env(api, tmp_path / "spi.sqlite3", port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert "sukarela" in await first_reply_on_whatsapp(api, port, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=20)
+    assert code == 0, log_path.read_text()
+    assert api.token not in log_path.read_text()
+
+
+async def test_run_serves_telegram_and_whatsapp_in_one_process(
+    api: FakeWhatsAppApi, tmp_path: Path
+) -> None:
+    port = free_port()
+    log_path = tmp_path / "bot.log"
+    async with FakeBotApi() as telegram:
+        whatsapp_env = run_env(api, tmp_path / "spi.sqlite3", port)
+        extra = {k: v for k, v in whatsapp_env.items() if k.startswith("WHATSAPP_")}
+        process = start_bot(telegram, tmp_path / "spi.sqlite3", log_path, **extra)
+        try:
+            assert "sukarela" in await first_reply_on_whatsapp(api, port, process)
+            user = TelegramUser(telegram, 55501234)
+            await user.send("/start", expect="sukarela", timeout=15)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 20)
+    assert code == 0, log_path.read_text()
+    with sqlite3.connect(tmp_path / "spi.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM processed_events").fetchone()[0] == 2
+
+
+def test_whatsapp_without_app_secret_does_not_start(api: FakeWhatsAppApi, tmp_path: Path) -> None:
+    env = run_env(api, tmp_path / "spi.sqlite3", free_port())
+    del env["WHATSAPP_APP_SECRET"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("spi-bot: cannot start: WHATSAPP_APP_SECRET")
+    assert "Traceback" not in done.stderr

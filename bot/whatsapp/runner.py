@@ -99,16 +99,19 @@ class WhatsAppRuntime:
 async def run_whatsapp(settings: Settings) -> None:
     """`spi-bot run` with WhatsApp only: serve until SIGINT or SIGTERM."""
     settings.secret_key()
+    settings.whatsapp_secrets()  # fail before opening anything
     svc = await open_services(settings)
-    runtime = WhatsAppRuntime(svc)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        runtime = WhatsAppRuntime(svc)
         svc.storage.start_background_checkpoints()
-        await runtime.start()
-        await stop.wait()
+        try:
+            await runtime.start()
+            await stop.wait()
+        finally:
+            await runtime.stop()
     finally:
-        await runtime.stop()
         await svc.close()
