@@ -12,6 +12,7 @@ at most 1024 (interactive) or 4096 (text) characters, unique ids. It keeps the
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
@@ -184,6 +185,7 @@ class FakeWhatsAppApi:
         self.port = 0
         self.webhook_url: str | None = None
         self.sent: list[Sent] = []
+        self.inbound_ids: list[str] = []  # ids of the user messages it made
         self.refused: list[tuple[JSONDict, JSONDict]] = []
         self.windows: dict[str, float] = {}  # wa_id → time of their last message
         self.enforce_window = True
@@ -295,7 +297,7 @@ class FakeWhatsAppApi:
         """A webhook payload carrying one user message (gets a fresh message id)."""
         message = {
             "from": wa_id,
-            "id": f"wamid.in{next(self._ids)}",
+            "id": self.wamid(wa_id),
             "timestamp": str(int(time.time())),
             **message,
         }
@@ -321,6 +323,14 @@ class FakeWhatsAppApi:
                 }
             ],
         }
+
+    def wamid(self, wa_id: str) -> str:
+        """A message id shaped like Meta's: base64 that contains the sender's number."""
+        raw = b"\x18\x0d" + wa_id.encode() + b"\x15\x02\x00\x12\x18\x14"
+        raw += f"{next(self._ids):020X}".encode()
+        message_id = "wamid." + base64.b64encode(raw).decode()
+        self.inbound_ids.append(message_id)
+        return message_id
 
     @staticmethod
     def text(body: str) -> JSONDict:

@@ -75,6 +75,8 @@ async def test_respondent_completes_each_group(
             dump = "\n".join(str(row) for row in db.execute(f"SELECT * FROM {table}"))
             assert WA_ID not in dump, table
             assert "Budi" not in dump, table
+            # Meta's message ids carry the sender's number in base64: never stored raw.
+            assert not any(message_id in dump for message_id in api.inbound_ids), table
 
 
 async def test_forged_or_missing_signature_is_refused_unprocessed(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +35,14 @@ class Inbound:
     wa_id: str
     message_id: str
     event: Event
+
+
+def event_id(secret_key: bytes, message_id: str) -> str:
+    """The deduplication id of a message, keyed: a WhatsApp message id ("wamid.…") is
+    base64 that contains the sender's phone number, and processed events are written
+    in the answer's transaction, so the raw id must never be stored."""
+    digest = hmac.new(secret_key, f"wa-message:{message_id}".encode(), hashlib.sha256)
+    return f"wa:{digest.hexdigest()[:40]}"
 
 
 class WhatsAppChannel:
@@ -94,7 +104,7 @@ class WhatsAppChannel:
         incoming = Incoming(
             sender=Sender(channel=CHANNEL, user_id=inbound.wa_id, address=inbound.wa_id),
             event=inbound.event,
-            event_id=f"wa:{inbound.message_id}",
+            event_id=event_id(self.svc.secret_key, inbound.message_id),
         )
         event = inbound.event
         if isinstance(event, Command) and event.name in ("berhenti", "langganan"):
