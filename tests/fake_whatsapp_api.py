@@ -332,6 +332,22 @@ class FakeWhatsAppApi:
         self.inbound_ids.append(message_id)
         return message_id
 
+    def failed_status(self, wa_id: str, code: int) -> JSONDict:
+        """A status webhook: a message to ``wa_id`` failed with ``code`` (e.g. 131047)."""
+        payload = self.update(wa_id, {})
+        value = payload["entry"][0]["changes"][0]["value"]
+        del value["messages"], value["contacts"]
+        value["statuses"] = [
+            {
+                "id": f"wamid.out{next(self._ids)}",
+                "status": "failed",
+                "timestamp": str(int(time.time())),
+                "recipient_id": wa_id,
+                "errors": [{"code": code, "title": _ERROR_MESSAGES.get(code, "Error")}],
+            }
+        ]
+        return payload
+
     @staticmethod
     def text(body: str) -> JSONDict:
         return {"type": "text", "text": {"body": body}}

@@ -152,3 +152,21 @@ async def test_rate_limit_error_pauses_sending(api: FakeWhatsAppApi, tmp_path: P
         assert runtime.sender.rate_limited_total == 1
     refused_at = started
     assert api.to(WA_ID)[-1].at - refused_at >= 0.5
+
+
+async def test_failed_status_webhook_with_131047_closes_the_window(
+    api: FakeWhatsAppApi, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with running_whatsapp(api, settings_for(api, db_path)) as runtime:
+        await consented_contact(api, runtime)
+        with sqlite3.connect(db_path) as db:
+            assert list(db.execute("SELECT address FROM chat_windows")) == [(WA_ID,)]
+        assert await api.deliver(api.failed_status(WA_ID, 131026)) == 200
+        await runtime.channel.drain()
+        with sqlite3.connect(db_path) as db:
+            assert list(db.execute("SELECT address FROM chat_windows")) == [(WA_ID,)]
+        assert await api.deliver(api.failed_status(WA_ID, 131047)) == 200
+        await runtime.channel.drain()
+        with sqlite3.connect(db_path) as db:
+            assert list(db.execute("SELECT address FROM chat_windows")) == []

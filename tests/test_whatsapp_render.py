@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.whatsapp.limits import label_issues
 from bot.whatsapp.render import (
     INTERACTIVE_BODY,
     LIST_ROWS,
@@ -151,3 +152,18 @@ def test_fake_refuses_what_the_cloud_api_refuses(buttons: list[str], detail: str
     body = error_body(refused.value.code, refused.value.details)
     assert body["error"]["code"] == 131009
     assert detail in body["error"]["error_data"]["details"]
+
+
+def test_labels_over_whatsapp_limits_are_listed_with_their_field_path(
+    questionnaire: Questionnaire,
+) -> None:
+    copy = questionnaire.model_copy(deep=True)
+    issues = {i.field: i.reason for i in label_issues(copy)}
+    index = next(n for n, q in enumerate(copy.questions) if q.id == "in_prosedur")
+    field = f"questions[{index}](id=in_prosedur).options[5](code=tt).text.id"
+    assert issues[field] == "27 characters; WhatsApp shows 24 (add a 'short' label)"
+    for question in copy.questions:
+        for option in question.options:
+            if option.code == "tt":
+                option.short = LocalizedText(id="Tidak tahu", en="Don't know")
+    assert field not in {i.field for i in label_issues(copy)}

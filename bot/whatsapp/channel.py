@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.services import Services
-from bot.whatsapp.api import CloudApi, CloudApiError, Payload
+from bot.whatsapp.api import OUTSIDE_WINDOW, CloudApi, CloudApiError, Payload
 from bot.whatsapp.render import ShortLabels, Words, render_reply, text_message, whatsapp_text
 from bot.whatsapp.window import REFRESH, close_window, record_inbound
 from core.events import Command, Event, Incoming, Outcome, Reply, Sender
@@ -87,8 +87,6 @@ class WhatsAppChannel:
 
     def on_status_error(self, wa_id: str, code: int) -> None:
         """A failed-delivery status from a webhook (131047: the window has closed)."""
-        from bot.whatsapp.api import OUTSIDE_WINDOW
-
         if code == OUTSIDE_WINDOW:
             task = asyncio.create_task(self._close_window(wa_id))
             self._tasks.add(task)
