@@ -170,3 +170,16 @@ async def test_failed_status_webhook_with_131047_closes_the_window(
         await runtime.channel.drain()
         with sqlite3.connect(db_path) as db:
             assert list(db.execute("SELECT address FROM chat_windows")) == []
+
+
+async def test_a_rate_limited_reply_is_retried_and_pauses_broadcasts(
+    api: FakeWhatsAppApi, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with running_whatsapp(api, settings_for(api, db_path), pause=5.0) as runtime:
+        user = WhatsAppUser(api, runtime, WA_ID)
+        api.fail_next(130429)
+        await user.send("/start", expect="sukarela")
+        assert [body["error"]["code"] for _, body in api.refused] == [130429]
+        assert runtime.sender.rate_limited_total == 1
+        assert runtime.sender.paused_for() > 0

@@ -16,7 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.services import Services
-from bot.whatsapp.api import OUTSIDE_WINDOW, CloudApi, CloudApiError, Payload
+from bot.whatsapp.api import (
+    OUTSIDE_WINDOW,
+    PAIR_RATE_LIMITED,
+    RATE_LIMITED,
+    CloudApi,
+    CloudApiError,
+    Payload,
+)
 from bot.whatsapp.render import ShortLabels, Words, render_reply, text_message, whatsapp_text
 from bot.whatsapp.window import REFRESH, close_window, record_inbound
 from core.events import Command, Event, Incoming, Outcome, Reply, Sender
@@ -26,6 +33,8 @@ from core.model import utcnow
 log = logging.getLogger(__name__)
 
 CHANNEL = "whatsapp"
+REPLY_ATTEMPTS = 3
+REPLY_RETRY_DELAY = 0.5  # seconds, growing per attempt
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class WhatsAppChannel:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._window_noted: dict[str, dt.datetime] = {}
+        self.on_rate_limited: Callable[[], None] | None = None  # pauses broadcasts
 
     # -- intake ------------------------------------------------------------
     def submit(self, inbound: Inbound) -> None:
@@ -135,11 +145,27 @@ class WhatsAppChannel:
 
     async def send_outcome(self, wa_id: str, outcome: Outcome) -> None:
         for message in self.messages_for(outcome):
+            if not await self._send_reply(wa_id, message):
+                return
+
+    async def _send_reply(self, wa_id: str, message: Payload) -> bool:
+        """Replies share the number's throughput with broadcasts and go first: on 130429
+        the broadcast sender is paused and the reply is tried again shortly."""
+        for attempt in range(REPLY_ATTEMPTS):
             try:
                 await self.api.send(wa_id, message)
+                return True
             except CloudApiError as exc:
-                log.warning("whatsapp: reply not sent: %s", exc)
-                return
+                if (
+                    exc.code not in (RATE_LIMITED, PAIR_RATE_LIMITED)
+                    or attempt + 1 == REPLY_ATTEMPTS
+                ):
+                    log.warning("whatsapp: reply not sent: %s", exc)
+                    return False
+                if self.on_rate_limited is not None:
+                    self.on_rate_limited()
+                await asyncio.sleep(REPLY_RETRY_DELAY * (attempt + 1))
+        return False
 
     async def _reminder_preference(self, incoming: Incoming, stop: bool) -> Outcome:
         """/berhenti and /langganan, as on Telegram."""

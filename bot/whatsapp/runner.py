@@ -50,6 +50,7 @@ class WhatsAppRuntime:
             template=template,
             pause=RATE_LIMIT_PAUSE if pause is None else pause,
         )
+        self.channel.on_rate_limited = self.sender.hold
         self.port = settings.whatsapp_port
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []

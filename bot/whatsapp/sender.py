@@ -114,6 +114,10 @@ class WhatsAppSender:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._broadcasts: dict[int, bc.Broadcast] = {}
 
+    def paused_for(self) -> float:
+        """Seconds left of a rate-limit pause (0 when sending normally)."""
+        return max(0.0, self._pause_until - time.monotonic())
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -226,12 +230,16 @@ class WhatsAppSender:
             self.sent_total += 1
             await self._record(bc.mark_sent, delivery)
 
+    def hold(self) -> None:
+        """Throughput exceeded (130429): no broadcast message for :attr:`pause` seconds."""
+        self.rate_limited_total += 1
+        self._pause_until = max(self._pause_until, time.monotonic() + self.pause)
+        self.pacer.hold(self._pause_until)
+        log.warning("whatsapp: rate limit; broadcasts paused for %.1f s", self.pause)
+
     async def _api_error(self, delivery: bc.Delivery, exc: CloudApiError) -> None:
         if exc.code in (RATE_LIMITED, PAIR_RATE_LIMITED):
-            self.rate_limited_total += 1
-            self._pause_until = max(self._pause_until, time.monotonic() + self.pause)
-            self.pacer.hold(self._pause_until)
-            log.warning("whatsapp: rate limit (%d); pausing %.1f s", exc.code, self.pause)
+            self.hold()
             await self._record(bc.release, delivery, f"rate limited ({exc.code})")
         elif exc.code == OUTSIDE_WINDOW:
             async with self.svc.storage.transaction() as tx:
