@@ -172,6 +172,20 @@ async def test_chat_window_kept_only_for_consented_contacts_and_erased_with_them
     assert rows(db_path, "SELECT * FROM contacts") == []
 
 
+async def test_a_flood_gets_one_notice_and_no_handling(
+    api: FakeWhatsAppApi, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with running_whatsapp(api, settings_for(api, db_path, incoming_per_minute=3)) as runtime:
+        user = WhatsAppUser(api, runtime, WA_ID)
+        for _ in range(6):
+            await user.deliver(api.text("/bantuan"))
+    texts = [m.text for m in api.to(WA_ID)]
+    assert len(texts) == 4
+    assert texts[-1].startswith("Anda mengirim pesan terlalu cepat")
+    assert len(rows(db_path, "SELECT * FROM processed_events")) == 3
+
+
 def run_env(api: FakeWhatsAppApi, db_path: Path, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WHATSAPP_"))}
     env.update(

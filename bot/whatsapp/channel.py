@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.flood import FloodGuard
 from bot.services import Services
 from bot.whatsapp.api import (
     OUTSIDE_WINDOW,
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "whatsapp"
 REPLY_ATTEMPTS = 3
 REPLY_RETRY_DELAY = 0.5  # seconds, growing per attempt
+FORGET_EVERY = 10_000  # messages between clean-ups of per-sender memory
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,41 @@ class WhatsAppChannel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._window_noted: dict[str, dt.datetime] = {}
         self.on_rate_limited: Callable[[], None] | None = None  # pauses broadcasts
+        self.flood = FloodGuard(svc.settings.incoming_per_minute)
+        self._submitted = 0
 
     # -- intake ------------------------------------------------------------
     def submit(self, inbound: Inbound) -> None:
-        """Handle in the background, after the same sender's earlier messages."""
+        """Handle in the background, after the same sender's earlier messages.
+
+        A sender over INCOMING_PER_MINUTE gets one notice per minute and no handling,
+        before anything touches the database (as on Telegram, bot/flood.py).
+        """
+        self._submitted += 1
+        if self._submitted % FORGET_EVERY == 0:
+            self.flood.forget_idle()
+            self._window_noted = {
+                k: v for k, v in self._window_noted.items() if self.clock() - v < REFRESH
+            }
+        number = int(inbound.wa_id) if inbound.wa_id.isdigit() else 0  # wa_ids are digits
+        allowed, warn = self.flood.allow(number)
+        if not allowed:
+            if warn:
+                self._track(asyncio.create_task(self._slow_down(inbound.wa_id)))
+            return
         lock, users = self._locks.get(inbound.wa_id, (asyncio.Lock(), 0))
         self._locks[inbound.wa_id] = (lock, users + 1)
-        task = asyncio.create_task(self._in_order(lock, inbound))
+        self._track(asyncio.create_task(self._in_order(lock, inbound)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _slow_down(self, wa_id: str) -> None:
+        text = gettext_for(self.svc.settings.default_locale).gettext(
+            "You are sending messages very quickly. Please wait a minute, then continue."
+        )
+        await self._send_reply(wa_id, text_message(text))
 
     async def _in_order(self, lock: asyncio.Lock, inbound: Inbound) -> None:
         try:
@@ -98,9 +126,7 @@ class WhatsAppChannel:
     def on_status_error(self, wa_id: str, code: int) -> None:
         """A failed-delivery status from a webhook (131047: the window has closed)."""
         if code == OUTSIDE_WINDOW:
-            task = asyncio.create_task(self._close_window(wa_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._track(asyncio.create_task(self._close_window(wa_id)))
 
     async def _close_window(self, wa_id: str) -> None:
         async with self.svc.storage.transaction() as tx:
