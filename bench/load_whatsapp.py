@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -164,6 +165,13 @@ def pct(values: list[float], q: float) -> float:
 
 async def run(respondents: int, latency_ms: float) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="spi-wa-bench-"))
+    try:
+        await measure(workdir, respondents, latency_ms)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def measure(workdir: Path, respondents: int, latency_ms: float) -> None:
     db_path = workdir / "spi.sqlite3"
     async with FakeWhatsAppApi(latency=latency_ms / 1000) as api:
         screens = Screens(api)
