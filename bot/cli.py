@@ -61,7 +61,14 @@ class LibraryFloor(logging.Filter):
 def setup_logging(settings: Settings) -> None:
     secrets = [
         s.get_secret_value()
-        for s in (settings.telegram_bot_token, settings.spi_secret_key, settings.webhook_secret)
+        for s in (
+            settings.telegram_bot_token,
+            settings.spi_secret_key,
+            settings.webhook_secret,
+            settings.whatsapp_token,
+            settings.whatsapp_app_secret,
+            settings.whatsapp_verify_token,
+        )
         if s is not None
     ]
     level = logging.getLevelNamesMapping()[settings.log_level]
@@ -191,13 +198,21 @@ def run_telegram(settings: Settings, webhook: bool) -> None:
     settings.secret_key()  # fail before connecting when the key is missing
     if webhook and (not settings.webhook_url or settings.webhook_secret is None):
         raise SettingsError("WEBHOOK_URL and WEBHOOK_SECRET are required for --webhook")
+    if settings.whatsapp_enabled:
+        settings.whatsapp_secrets()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         svc = loop.run_until_complete(open_services(settings))
+        whatsapp = None
         try:
             application = build_application(svc)
             loop.run_until_complete(check_telegram(application, settings))
+            if settings.whatsapp_enabled:  # same process and event loop as the Telegram bot
+                from bot.whatsapp.runner import WhatsAppRuntime
+
+                whatsapp = WhatsAppRuntime(svc)
+                loop.run_until_complete(whatsapp.start())
             if webhook:
                 assert settings.webhook_url and settings.webhook_secret is not None
                 limit_webhook_requests()
@@ -211,6 +226,8 @@ def run_telegram(settings: Settings, webhook: bool) -> None:
             else:
                 application.run_polling(close_loop=False)
         finally:
+            if whatsapp is not None:
+                loop.run_until_complete(whatsapp.stop())
             loop.run_until_complete(svc.close())
     finally:
         loop.close()
@@ -241,13 +258,20 @@ def _main(args: argparse.Namespace) -> int:
     setup_logging(settings)
     command = args.command
     if command is None:
-        command = "run" if settings.telegram_bot_token else "console"
+        command = "run" if settings.telegram_bot_token or settings.whatsapp_enabled else "console"
     if command == "console":
         asyncio.run(run_console_job(settings))
     elif command == "run":
+        if settings.telegram_bot_token is None and not settings.whatsapp_enabled:
+            raise SettingsError(
+                "TELEGRAM_BOT_TOKEN (or WHATSAPP_PHONE_ID and WHATSAPP_TOKEN): required for 'run'"
+            )
         if settings.telegram_bot_token is None:
-            raise SettingsError("TELEGRAM_BOT_TOKEN: required for 'run'")
-        run_telegram(settings, webhook=args.command == "run" and bool(args.webhook))
+            from bot.whatsapp.runner import run_whatsapp
+
+            asyncio.run(run_whatsapp(settings))
+        else:
+            run_telegram(settings, webhook=args.command == "run" and bool(args.webhook))
     elif command == "export":
         from bot.export_cli import export_command
 

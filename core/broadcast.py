@@ -460,6 +460,11 @@ async def retry_later(
     return await _settle(tx, delivery, "pending", now, error, not_before=now + delay)
 
 
+async def mark_skipped(tx: Transaction, delivery: Delivery, now: dt.datetime, reason: str) -> bool:
+    """Claimed but deliberately not sent (e.g. outside WhatsApp's 24-hour window): why is kept."""
+    return await _settle(tx, delivery, "skipped", now, reason)
+
+
 async def release(tx: Transaction, delivery: Delivery, now: dt.datetime, reason: str) -> bool:
     """Nothing was sent (a 429, or stopping before the call): pending again, no attempt used."""
     return await _settle(tx, delivery, "pending", now, reason, attempts_delta=-1)

@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     # Plain HTTP on the loopback interface, behind a TLS reverse proxy (docs/DEPLOY.md).
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
+    # WhatsApp Cloud API (see docs/WHATSAPP.md); the channel runs when phone id and token are set.
+    whatsapp_phone_id: str | None = None
+    whatsapp_token: SecretStr | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_listen: str = "127.0.0.1"
+    whatsapp_port: Annotated[int, Field(ge=0, le=65535)] = 8081  # 0: any free port
+    whatsapp_api_url: str = "https://graph.facebook.com/v23.0"
+    whatsapp_reminder_template: str | None = None
+    whatsapp_template_language: Annotated[str, Field(min_length=2, max_length=8)] = "id"
+    whatsapp_rate: Annotated[float, Field(gt=0, le=1000)] = 80.0
 
     @field_validator("admin_ids", "reminder_days_before", mode="before")
     @classmethod
@@ -114,6 +125,22 @@ class Settings(BaseSettings):
                 "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return value
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        return bool(self.whatsapp_phone_id) and self.whatsapp_token is not None
+
+    def whatsapp_secrets(self) -> tuple[bytes, str]:
+        """The app secret (webhook signatures) and the verify token; both are required."""
+        if self.whatsapp_app_secret is None or self.whatsapp_verify_token is None:
+            raise SettingsError(
+                "WHATSAPP_APP_SECRET and WHATSAPP_VERIFY_TOKEN: required with WHATSAPP_PHONE_ID "
+                "(the webhook refuses unsigned requests; see docs/WHATSAPP.md)"
+            )
+        return (
+            self.whatsapp_app_secret.get_secret_value().encode(),
+            self.whatsapp_verify_token.get_secret_value(),
+        )
 
     @property
     def tz(self) -> ZoneInfo:

@@ -120,6 +120,7 @@ class Engine:
             turn = Turn(tx=tx, state=state, incoming=incoming, now=now)
             await self._dispatch(turn)
             await self._persist(turn)
+        turn.outcome.locale = turn.state.locale
         return turn.outcome
 
     async def _persist(self, turn: Turn) -> None:

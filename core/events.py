@@ -75,3 +75,4 @@ class Outcome:
     replies: list[Reply] = field(default_factory=list)
     notice: str | None = None  # short acknowledgement of a button press (a toast)
     duplicate: bool = False
+    locale: str | None = None  # the respondent's language, for channel-side words

@@ -328,6 +328,21 @@ BEGIN
 ALTER TABLE invites ADD COLUMN revoked_at TEXT
 """
 
+# WhatsApp allows free-form messages only within 24 hours of the person's last message.
+# The last inbound time is kept per chat (channel, address), only for consented
+# contacts, never on answer-side rows; erasing the contact erases it.
+V9_WHATSAPP = """
+CREATE TABLE chat_windows (
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    last_inbound TEXT NOT NULL,
+    PRIMARY KEY (channel, address)
+) WITHOUT ROWID;
+CREATE TRIGGER contacts_erased_forget_windows AFTER DELETE ON contacts
+BEGIN
+    DELETE FROM chat_windows WHERE channel = OLD.channel AND address = OLD.address; END
+"""
+
 MIGRATIONS: list[str] = [
     V1_CONVERSATION,
     V2_SCORING_AND_ACCESS,
@@ -337,6 +352,7 @@ MIGRATIONS: list[str] = [
     V6_PERIODS,
     V7_INDEX,
     V8_DESK,
+    V9_WHATSAPP,
 ]
 # The first schema version whose tables can no longer be linked; opening a database
 # from before it vacuums after migrating, so no freed page keeps the old rows.
