@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
+    # Fieldwork (docs/FIELDWORK.md): invitation links, sampling, target samples.
+    telegram_bot_username: (
+        Annotated[str, Field(pattern=r"^@?[A-Za-z][A-Za-z0-9_]{3,31}$")] | None
+    ) = None
+    whatsapp_number: Annotated[str, Field(pattern=r"^\+?[0-9]{8,15}$")] | None = None
+    sampled_only: bool = False
+    sample_margin_of_error: Annotated[float, Field(gt=0, lt=0.5)] = 0.10
 
     @field_validator("admin_ids", "reminder_days_before", mode="before")
     @classmethod

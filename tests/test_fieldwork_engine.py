@@ -1,0 +1,156 @@
+"""Arrival by invitation: unit links and posters skip group and unit choice; personal
+invitations work once; the route is an aggregate column on the response."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from core.engine import Engine
+from core.invitations import InvitationKind, issue, personal_token, unit_token
+from core.storage import Storage
+from tests.conftest import SECRET
+from tests.survey_driver import Respondent, answer_all, start_as
+
+EXTERNAL_SCREENING = ["Ya, pernah", "Saya urus sendiri"]
+
+
+async def invite(
+    storage: Storage, unit: str, group: str, kind: InvitationKind, n: int = 1
+) -> list[str]:
+    if kind == "sample":
+        tokens = [personal_token(SECRET, "2025", unit, group, "s", f"row{i}") for i in range(n)]
+    else:
+        tokens = [unit_token(SECRET, "2025", unit, group, kind)]
+    async with storage.transaction() as tx:
+        await issue(tx, SECRET, tokens, "2025", unit, group, kind)
+    return tokens
+
+
+class Presses:
+    """Counts what the respondent does (commands, presses, typed text) to reach a screen."""
+
+    def __init__(self, respondent: Respondent) -> None:
+        self.r = respondent
+        self.count = 0
+
+    async def command(self, name: str, args: str = "") -> None:
+        self.count += 1
+        await self.r.command(name, args)
+
+    async def press(self, label: str) -> None:
+        self.count += 1
+        await self.r.press(label)
+
+    async def type(self, text: str) -> None:
+        self.count += 1
+        await self.r.type(text)
+
+
+async def test_unit_link_skips_group_and_unit_choice(engine: Engine, storage: Storage) -> None:
+    [code] = await invite(storage, "dinkes", "eksternal", "link")
+    linked = Presses(Respondent(engine, user_id="1"))
+    await linked.command("start", code)
+    assert "Dinas Kesehatan" in linked.r.text and "Pengguna layanan" in linked.r.text
+    await linked.press("setuju")
+    assert "kelompok" not in linked.r.text.lower()  # the group is shown, not asked
+    for label in EXTERNAL_SCREENING:
+        await linked.press(label)
+    assert "Pertanyaan 1 dari" in linked.r.text
+
+    chooser = Presses(Respondent(engine, user_id="2"))
+    await chooser.command("start")
+    await chooser.press("setuju")
+    await chooser.press("Pengguna layanan")
+    for label in EXTERNAL_SCREENING:
+        await chooser.press(label)
+    await chooser.type("kesehatan")
+    await chooser.press("Dinas Kesehatan")
+    assert "Pertanyaan 1 dari" in chooser.r.text
+    assert linked.count < chooser.count, (linked.count, chooser.count)
+    assert (linked.count, chooser.count) == (4, 7)
+
+
+async def test_route_is_recorded_on_the_response(
+    engine: Engine, storage: Storage, db_path: Path
+) -> None:
+    [code] = await invite(storage, "dinkes", "eksternal", "poster")
+    poster = Respondent(engine, user_id="10")
+    await poster.command("start", code)
+    await poster.press("setuju")
+    for label in EXTERNAL_SCREENING:
+        await poster.press(label)
+    await answer_all(poster)
+    await poster.press("Kirim")
+    chooser = Respondent(engine, user_id="11")
+    await start_as(chooser, "Pengguna layanan", EXTERNAL_SCREENING, "kesehatan")
+    await answer_all(chooser)
+    await chooser.press("Kirim")
+    with sqlite3.connect(db_path) as db:
+        routes = sorted(r[0] for r in db.execute("SELECT route FROM responses"))
+    assert routes == ["poster", "self"]
+
+
+async def test_whatsapp_first_message_equal_to_token(engine: Engine, storage: Storage) -> None:
+    [code] = await invite(storage, "kec_smg_utara", "eksternal", "link")
+    r = Respondent(engine, user_id="6281234567890", channel="whatsapp")
+    await r.type(code.upper())
+    assert "Semarang Utara" in r.text
+    await r.press("setuju")
+    for label in EXTERNAL_SCREENING:
+        await r.press(label)
+    assert "Pertanyaan 1 dari" in r.text
+
+
+async def test_personal_invitation_works_once(engine: Engine, storage: Storage) -> None:
+    [code] = await invite(storage, "dinkes", "internal", "sample")
+    first = Respondent(engine, user_id="20")
+    await first.command("start", code)
+    assert "Pegawai unit" in first.text
+    await first.press("setuju")
+    await first.press("Ya, ASN")
+    await first.press("Lebih dari 2 tahun")
+    assert "Pertanyaan 1 dari" in first.text
+
+    second = Respondent(engine, user_id="21")
+    await second.command("start", code)
+    assert "sudah digunakan" in second.transcript[-1]
+    assert second.screen is not None and not second.screen.buttons
+
+
+async def test_two_people_holding_one_personal_consent_screen(
+    engine: Engine, storage: Storage
+) -> None:
+    """Both opened the link before either agreed: only the first agreement counts."""
+    [code] = await invite(storage, "dinkes", "internal", "sample")
+    a, b = Respondent(engine, user_id="30"), Respondent(engine, user_id="31")
+    await a.command("start", code)
+    await b.command("start", code)
+    await a.press("setuju")
+    await b.press("setuju")
+    assert "Apakah Anda pegawai" in a.text
+    assert "sudah digunakan" in b.transcript[-1]
+
+
+async def test_unknown_token_falls_back_to_choosing(engine: Engine) -> None:
+    r = Respondent(engine, user_id="40")
+    await r.command("start", "spiaaaaaaaaaaaaaaaaaaaa")
+    assert "tidak berlaku" in r.transcript[0]
+    await r.press("setuju")
+    assert "kelompok" in r.text.lower()
+
+
+async def test_ineligible_sampled_person_cannot_keep_the_invitation(
+    engine: Engine, storage: Storage
+) -> None:
+    [code] = await invite(storage, "dinkes", "internal", "sample")
+    r = Respondent(engine, user_id="50")
+    await r.command("start", code)
+    await r.press("setuju")
+    await r.press("Ya, ASN")
+    await r.press("Kurang dari 1 tahun")
+    await r.press("kelompok lain")
+    await r.press("Pengguna layanan")
+    for label in EXTERNAL_SCREENING:
+        await r.press(label)
+    assert "Unit mana" in r.text  # self-selected from here: the unit is asked again
