@@ -6,11 +6,22 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from core.engine import Engine
-from core.invitations import InvitationKind, issue, personal_token, unit_token
+from core.invitations import (
+    InvitationKind,
+    counts_in_index,
+    issue,
+    personal_token,
+    response_rates,
+    unit_token,
+)
 from core.storage import Storage
 from tests.conftest import SECRET
+from tests.fake_bot_api import BotMessage, FakeBotApi
 from tests.survey_driver import Respondent, answer_all, start_as
+from tests.telegram_driver import TelegramUser, running_bot, settings_for, start_as_service_user
 
 EXTERNAL_SCREENING = ["Ya, pernah", "Saya urus sendiri"]
 
@@ -154,3 +165,60 @@ async def test_ineligible_sampled_person_cannot_keep_the_invitation(
     for label in EXTERNAL_SCREENING:
         await r.press(label)
     assert "Unit mana" in r.text  # self-selected from here: the unit is asked again
+
+
+# -- end to end: the real PTB Application against the fake Bot API ------------------
+class CountingUser(TelegramUser):
+    """A Telegram user who counts every message sent and button pressed."""
+
+    actions = 0
+
+    async def send(self, text: str, expect: str | None = None, timeout: float = 5.0) -> BotMessage:
+        self.actions += 1
+        return await super().send(text, expect, timeout)
+
+    async def press(
+        self, label: str, expect: str | None = None, timeout: float = 5.0
+    ) -> BotMessage:
+        self.actions += 1
+        return await super().press(label, expect, timeout)
+
+
+async def test_qr_link_reaches_the_first_question_in_fewer_presses_on_telegram(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    storage = await Storage.open(db_path)
+    try:
+        [code] = await invite(storage, "dinkes", "eksternal", "poster")
+    finally:
+        await storage.close()
+    async with FakeBotApi() as api, running_bot(settings_for(api, db_path)):
+        scanned = CountingUser(api, 77001)
+        await scanned.send(f"/start {code}", expect="Dinas Kesehatan")
+        await scanned.press("setuju", expect="12 bulan")
+        await scanned.press("Ya, pernah")
+        await scanned.press("Saya urus sendiri", expect="Pertanyaan 1 dari")
+
+        chose = CountingUser(api, 77002)
+        await start_as_service_user(chose)
+        assert "Pertanyaan 1 dari" in (chose.screen().text or "")
+        assert (scanned.actions, chose.actions) == (4, 7)
+
+
+async def test_response_rate_is_used_over_sent_per_unit_and_group(
+    engine: Engine, storage: Storage
+) -> None:
+    codes = await invite(storage, "dinkes", "internal", "sample", n=3)
+    await invite(storage, "dinkes", "eksternal", "poster")  # reusable links are not "sent"
+    for i, code in enumerate(codes[:2]):
+        r = Respondent(engine, user_id=str(90 + i))
+        await r.command("start", code)
+        await r.press("setuju")
+    async with storage.transaction() as tx:
+        rates = await response_rates(tx, "2025")
+    assert [(x.unit, x.group, x.sent, x.used) for x in rates] == [("dinkes", "internal", 3, 2)]
+    assert rates[0].rate == pytest.approx(2 / 3)
+    assert counts_in_index("self", sampled_only=True) is False
+    assert counts_in_index("sample", sampled_only=True) is True
+    assert counts_in_index("poster", sampled_only=False) is True
