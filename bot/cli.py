@@ -96,6 +96,7 @@ def add_fieldwork_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     sample.add_argument("--out", type=Path, default=None)
     progress = sub.add_parser("progress", help="responses / target / population per unit")
     progress.add_argument("--limit", type=int, default=None, help="show the first N rows")
+    progress.add_argument("--unit", action="append", default=None, help="only this unit")
 
 
 def check_questionnaire(path: Path) -> int:
@@ -207,4 +208,4 @@ def run_fieldwork_command(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(
             fw.sample(settings, args.roster, args.unit, args.group, args.n, args.seed, args.out)
         )
-    return asyncio.run(fw.progress_command(settings, args.limit))
+    return asyncio.run(fw.progress_command(settings, args.limit, args.unit))

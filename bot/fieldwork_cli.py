@@ -234,13 +234,20 @@ def _write_private_csv(path: Path, header: list[str], rows: list[list[str]]) -> 
 
 
 # -- progress --------------------------------------------------------------------------
-async def progress_command(settings: Settings, limit: int | None) -> int:
+async def progress_command(
+    settings: Settings, limit: int | None, only: list[str] | None = None
+) -> int:
     questionnaire, units = load_survey(settings)
     storage = await Storage.open(settings.database_path)  # checks and migrates
     await storage.close()
     margin = settings.sample_margin_of_error
     async with read_snapshot(settings.database_path) as tx:
         rows = await progress(tx, questionnaire, units, margin)
+    if only:
+        unknown = [u for u in only if units.get(u) is None]
+        if unknown:
+            return _fail("progress", f"unknown unit code '{unknown[0]}'")
+        rows = [r for r in rows if r.unit in only]
     behind = sum(1 for r in rows if r.shortfall)
     print(
         f"period {questionnaire.period}: {behind} of {len(rows)} unit groups behind target "
