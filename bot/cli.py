@@ -94,6 +94,9 @@ def add_fieldwork_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     sample.add_argument("--n", type=int, required=True)
     sample.add_argument("--seed", required=True)
     sample.add_argument("--out", type=Path, default=None)
+    sample.add_argument(
+        "--replace", action="store_true", help="withdraw unused links of an earlier draw"
+    )
     progress = sub.add_parser("progress", help="responses / target / population per unit")
     progress.add_argument("--limit", type=int, default=None, help="show the first N rows")
     progress.add_argument("--unit", action="append", default=None, help="only this unit")
@@ -206,6 +209,15 @@ def run_fieldwork_command(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(fw.links(settings, args.unit, args.group, args.out, args.poster))
     if args.command == "sample":
         return asyncio.run(
-            fw.sample(settings, args.roster, args.unit, args.group, args.n, args.seed, args.out)
+            fw.sample(
+                settings,
+                args.roster,
+                args.unit,
+                args.group,
+                args.n,
+                args.seed,
+                args.out,
+                args.replace,
+            )
         )
     return asyncio.run(fw.progress_command(settings, args.limit, args.unit))

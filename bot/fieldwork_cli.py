@@ -20,10 +20,12 @@ from core.fieldwork import progress, progress_table
 from core.invitations import (
     InvitationKind,
     issue,
+    personal_invitations,
     personal_token,
     telegram_link,
     unit_token,
     whatsapp_link,
+    withdraw_unused,
 )
 from core.model import utcnow
 from core.population import PopulationError, read_population, replace_population, target_sample
@@ -166,6 +168,7 @@ async def sample(
     n: int,
     seed: str,
     out: Path | None,
+    replace: bool = False,
 ) -> int:
     questionnaire, units = load_survey(settings)
     found = _unit_and_group(questionnaire, units, unit, group)
@@ -191,35 +194,43 @@ async def sample(
     lines: list[list[str]] = []
     tokens: list[str] = []
     for position in picked:
-        row = roster.rows[position]
-        token = personal_token(
-            key, period, chosen_unit.code, group, seed, f"{position}:" + "\x1f".join(row)
-        )
+        token = personal_token()
         tokens.append(token)
-        line = [*row, telegram_link(username, token)]
+        line = [*roster.rows[position], telegram_link(username, token)]
         if settings.whatsapp_number:
             line.append(whatsapp_link(settings.whatsapp_number, token))
         lines.append(line)
+    where = f"{chosen_unit.code}/{group}"
+    target = out or Path(f"sample-{chosen_unit.code}-{group}.csv")
     storage = await Storage.open(settings.database_path)
     try:
         async with storage.transaction() as tx:
-            new = await issue(tx, key, tokens, period, chosen_unit.code, group, "sample")
+            sent, used = await personal_invitations(tx, period, chosen_unit.code, group)
+            if sent and not replace:
+                return _fail(
+                    "sample",
+                    f"{where} already has {sent} personal invitations ({used} used) in period "
+                    f"{period}; --replace withdraws the {sent - used} unused ones and draws again",
+                )
+            withdrawn = await withdraw_unused(tx, period, chosen_unit.code, group)
+            await issue(tx, key, tokens, period, chosen_unit.code, group, "sample")
+            # The list is written before the links go live: no live link without its list.
+            _write_private_csv(target, [*roster.columns, *extra], lines)
             await tx.audit(
                 ACTOR,
                 "sample.issue",
-                f"{len(tokens)} personal links ({new} new) for {chosen_unit.code}/{group}, "
-                f"seed {seed}",
+                f"{len(tokens)} of {len(roster.rows)} drawn for {where} with seed {seed}; "
+                f"{withdrawn} unused withdrawn",
                 utcnow(),
             )
     finally:
         await storage.close()
-    target = out or Path(f"sample-{chosen_unit.code}-{group}.csv")
-    _write_private_csv(target, [*roster.columns, *extra], lines)
     print(
         f"drew {len(picked)} of {len(roster.rows)} people from {roster_path} with seed "
-        f"'{seed}'; {len(tokens)} single-use links ({new} new) for {chosen_unit.code}/{group} "
-        f"-> {target}"
+        f"'{seed}'; {len(tokens)} single-use links for {where} -> {target}"
+        + (f" ({withdrawn} unused earlier links withdrawn)" if withdrawn else "")
     )
+    print("send the links, then delete the list: it is the only record of whose link is whose")
     return 0
 
 

@@ -9,8 +9,8 @@ transaction that never creates the response; the response only records its route
 an aggregate column ('self', 'link', 'poster', 'sample').
 
 Unit and poster tokens are derived from the key, so printing a poster again gives
-the same QR code; personal tokens are derived from the key and the sampled roster
-row, so re-running the same draw gives the same links.
+the same QR code. Personal tokens are random: the send-out list is the only record
+of whose link is whose, and once it is deleted a used flag points at nobody.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,11 +79,10 @@ def unit_token(secret_key: bytes, period: str, unit: str, group: str, kind: Invi
     return _derive(secret_key, f"invitation-unit:{period}:{kind}:{unit}:{group}")
 
 
-def personal_token(
-    secret_key: bytes, period: str, unit: str, group: str, seed: str, roster_row: str
-) -> str:
-    """A sampled person's single-use token, reproducible from the same draw."""
-    return _derive(secret_key, f"invitation-sample:{period}:{unit}:{group}:{seed}:{roster_row}")
+def personal_token() -> str:
+    """A sampled person's single-use token: random, so that once the send-out list is
+    deleted nobody (not even the key holder) can tell whose link a used token was."""
+    return "spi" + base64.b32encode(secrets.token_bytes(15)).decode().lower()[:TOKEN_LETTERS]
 
 
 def token_hash(secret_key: bytes, token: str) -> str:
@@ -154,6 +154,27 @@ async def consume(tx: Transaction, invitation: Invitation) -> bool:
         (invitation.token_hash,),
     )
     return changed == 1
+
+
+async def personal_invitations(
+    tx: Transaction, period: str, unit: str, group: str
+) -> tuple[int, int]:
+    """(issued, used) personal invitations of one unit and group."""
+    row = await tx.fetchone(
+        "SELECT COUNT(*) AS sent, COALESCE(SUM(used), 0) AS used FROM invitations "
+        "WHERE period = ? AND unit_code = ? AND group_code = ? AND kind = 'sample'",
+        (period, unit, group),
+    )
+    return (int(row["sent"]), int(row["used"])) if row else (0, 0)
+
+
+async def withdraw_unused(tx: Transaction, period: str, unit: str, group: str) -> int:
+    """Unused personal invitations of a unit and group stop working (a new draw)."""
+    return await tx.execute(
+        "DELETE FROM invitations WHERE period = ? AND unit_code = ? AND group_code = ? "
+        "AND kind = 'sample' AND used = 0",
+        (period, unit, group),
+    )
 
 
 async def record_route(tx: Transaction, response_id: int, route: Route) -> None:

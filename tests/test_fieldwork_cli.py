@@ -212,22 +212,33 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def test_sample_is_reproducible_for_a_seed(cli: Path) -> None:
+def test_sample_is_reproducible_for_a_seed(cli: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_roster(cli / "staff.csv", 120)
     args = ["sample", "--roster", "staff.csv", "--unit", "dinkes", "--n", "30", "--seed", "s1"]
     assert run(*args, "--out", "a.csv") == 0
-    assert run(*args, "--out", "b.csv") == 0
-    assert run(*args[:-1], "s2", "--out", "c.csv") == 0
-    first, again, other = read_csv(cli / "a.csv"), read_csv(cli / "b.csv"), read_csv(cli / "c.csv")
-    assert first == again
-    assert [r["nip"] for r in first] != [r["nip"] for r in other]
+    first = read_csv(cli / "a.csv")
     assert len(first) == 30 and len({r["nip"] for r in first}) == 30
     assert set(first[0]) == {"nip", "nama", "whatsapp", "link"}  # roster columns kept
     assert all(r["link"].startswith("https://t.me/spi_semarang_bot?start=spi") for r in first)
     assert (cli / "a.csv").stat().st_mode & 0o077 == 0  # live links: owner only
+    assert "delete the list" in capsys.readouterr().out
+
+    # A second draw for the same unit and group is refused unless it replaces the first.
+    assert run(*args, "--out", "b.csv") == 1
+    assert "already has 30 personal invitations (0 used)" in capsys.readouterr().err
+    assert not (cli / "b.csv").exists()
+    assert run(*args, "--out", "b.csv", "--replace") == 0
+    again = read_csv(cli / "b.csv")
+    assert [r["nip"] for r in again] == [r["nip"] for r in first]  # the same people
+    assert not {r["link"] for r in again} & {r["link"] for r in first}  # fresh random links
+    assert run(*args[:-1], "s2", "--out", "c.csv", "--replace") == 0
+    other = read_csv(cli / "c.csv")
+    assert [r["nip"] for r in other] != [r["nip"] for r in first]
     with sqlite3.connect(cli / "spi.sqlite3") as db:
         sent = db.execute("SELECT COUNT(*) FROM invitations WHERE kind = 'sample'").fetchone()
-    assert sent == (len({r["link"] for r in first + other}),)  # a re-run issues nothing new
+        stored = {row[0] for row in db.execute("SELECT token_hash FROM invitations")}
+    assert sent == (30,)  # the unused links of earlier draws were withdrawn
+    assert stored == {token_hash(SECRET, r["link"].rsplit("=", 1)[1]) for r in other}
 
 
 def test_sample_refuses_bad_rosters_and_sizes(

@@ -30,7 +30,7 @@ async def invite(
     storage: Storage, unit: str, group: str, kind: InvitationKind, n: int = 1
 ) -> list[str]:
     if kind == "sample":
-        tokens = [personal_token(SECRET, "2025", unit, group, "s", f"row{i}") for i in range(n)]
+        tokens = [personal_token() for _ in range(n)]
     else:
         tokens = [unit_token(SECRET, "2025", unit, group, kind)]
     async with storage.transaction() as tx:

@@ -33,7 +33,7 @@ def tables(db_path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, 
 
 @pytest.fixture
 async def tokens(storage: Storage) -> list[str]:
-    codes = [personal_token(SECRET, "2025", "dinkes", "internal", "s", f"p{i}") for i in range(12)]
+    codes = [personal_token() for _ in range(12)]
     async with storage.transaction() as tx:
         await issue(tx, SECRET, codes, "2025", "dinkes", "internal", "sample")
     return codes
