@@ -222,3 +222,21 @@ async def test_response_rate_is_used_over_sent_per_unit_and_group(
     assert counts_in_index("self", sampled_only=True) is False
     assert counts_in_index("sample", sampled_only=True) is True
     assert counts_in_index("poster", sampled_only=False) is True
+
+
+async def test_staff_link_after_assessing_another_unit_falls_back_to_choosing(
+    engine: Engine, storage: Storage
+) -> None:
+    """A civil servant assesses one unit per period, by link or not."""
+    r = Respondent(engine, user_id="70")
+    await start_as(r, "Pegawai unit", ["Ya, ASN", "Lebih dari 2 tahun"], "dinas pendidikan")
+    await answer_all(r)
+    await r.press("Kirim")
+    [code] = await invite(storage, "dinkes", "internal", "link")
+    await r.command("start", code)
+    await r.press("setuju")
+    assert "sudah menilai" in r.transcript[-2]
+    await r.press("Pengguna layanan")
+    for label in EXTERNAL_SCREENING:
+        await r.press(label)
+    assert "Unit mana" in r.text  # the staff link's unit is not carried into another group
