@@ -22,6 +22,8 @@ EXPLANATION = (
     "Pindai kode QR ini dengan kamera ponsel Anda untuk menilai integritas layanan unit ini "
     "lewat {channels}: anonim, sukarela, sekitar 10 menit."
 )
+ONE_CODE = "Telegram"
+TWO_CODES = "Telegram (kiri) atau WhatsApp (kanan)"
 
 
 def qr_code(url: str) -> segno.QRCode:
@@ -42,13 +44,10 @@ def write_poster(
     telegram_url: str,
     whatsapp_url: str | None = None,
 ) -> None:
-    """An A4 PNG: the survey's title, the unit's name, its QR code, one line of explanation."""
-    matrix = [
-        [0.0 if dark else 1.0 for dark in row]
-        for row in qr_code(telegram_url).matrix_iter(scale=1, border=4)
-    ]
-    channels = "Telegram atau WhatsApp" if whatsapp_url else "Telegram"
-    explanation = EXPLANATION.format(channels=channels)
+    """An A4 PNG: the survey's title, the unit's name, its QR code (a second one for
+    WhatsApp when there is a number), one line of explanation."""
+    codes = [telegram_url] + ([whatsapp_url] if whatsapp_url else [])
+    explanation = EXPLANATION.format(channels=TWO_CODES if whatsapp_url else ONE_CODE)
     figure = Figure(figsize=A4_INCHES, facecolor="white")
     FigureCanvasAgg(figure)
     figure.text(0.5, 0.94, government, ha="center", va="center", fontsize=16, color="#444444")
@@ -64,9 +63,16 @@ def write_poster(
         fontsize=30,
         fontweight="bold",
     )
-    axes = figure.add_axes((0.2, 0.30, 0.6, 0.6 * A4_INCHES[0] / A4_INCHES[1]))
-    axes.imshow(matrix, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    axes.set_axis_off()
+    # One large code, or two side by side; each square, filling the page's width.
+    width, bottom = (0.6, 0.30) if len(codes) == 1 else (0.4, 0.40)
+    for i, url in enumerate(codes):
+        left = 0.2 if len(codes) == 1 else 0.07 + i * 0.46
+        axes = figure.add_axes((left, bottom, width, width * A4_INCHES[0] / A4_INCHES[1]))
+        axes.imshow(_modules(url), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes.set_axis_off()
+        if len(codes) > 1:
+            label = "Telegram" if i == 0 else "WhatsApp"
+            figure.text(left + width / 2, bottom - 0.01, label, ha="center", va="top", fontsize=18)
     figure.text(
         0.5,
         0.22,
@@ -76,7 +82,15 @@ def write_poster(
         fontsize=17,
         linespacing=1.5,
     )
-    links = [telegram_url] + ([f"WhatsApp: {whatsapp_url}"] if whatsapp_url else [])
+    links = [telegram_url] + ([whatsapp_url] if whatsapp_url else [])
     figure.text(0.5, 0.11, "\n".join(links), ha="center", va="center", fontsize=10, color="#666666")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(str(path), dpi=POSTER_DPI, format="png", facecolor="white")
+
+
+def _modules(url: str) -> list[list[float]]:
+    """The QR code's modules with its quiet zone: 0 dark, 1 light."""
+    return [
+        [0.0 if dark else 1.0 for dark in row]
+        for row in qr_code(url).matrix_iter(scale=1, border=4)
+    ]

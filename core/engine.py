@@ -629,7 +629,7 @@ class Engine:
         turn.state.unit, turn.state.route = invitation.unit, invitation.route
         await self._remember_contact(turn)
         await self._on_group(turn, invitation.group)
-        if turn.state.stage == "group":  # refused (one unit per period): choose freely
+        if turn.state.group is None:  # refused (one unit per period): choose freely
             turn.state.unit, turn.state.route = None, "self"
 
     async def _open_invited(self, turn: Turn, unit_code: str) -> None:
