@@ -253,7 +253,7 @@ async def progress_command(
     await storage.close()
     margin = settings.sample_margin_of_error
     async with read_snapshot(settings.database_path) as tx:
-        rows = await progress(tx, questionnaire, units, margin)
+        rows = await progress(tx, questionnaire, units, margin, settings.sampled_only)
     if only:
         unknown = [u for u in only if units.get(u) is None]
         if unknown:
@@ -263,6 +263,7 @@ async def progress_command(
     print(
         f"period {questionnaire.period}: {behind} of {len(rows)} unit groups behind target "
         f"(targets at ±{margin * 100:g} points, 95 %; '-' population: questionnaire target)"
+        + ("; SAMPLED_ONLY: responses by personal invitation only" if settings.sampled_only else "")
     )
     print(progress_table(rows[:limit] if limit else rows))
     return 0

@@ -45,22 +45,31 @@ def target_for(
     return found.target if found is not None else 0
 
 
-async def completed_counts(tx: Transaction, period: str) -> dict[tuple[str, str], int]:
+async def completed_counts(
+    tx: Transaction, period: str, sampled_only: bool = False
+) -> dict[tuple[str, str], int]:
+    """Completed responses per unit and group; with ``sampled_only``, those that came by a
+    personal invitation (SAMPLED_ONLY)."""
     rows = await tx.fetchall(
         "SELECT unit_code, group_code, COUNT(*) AS n FROM responses "
-        "WHERE period = ? AND status = 'completed' GROUP BY unit_code, group_code",
-        (period,),
+        "WHERE period = ? AND status = 'completed' AND (route = 'sample' OR NOT ?) "
+        "GROUP BY unit_code, group_code",
+        (period, int(sampled_only)),
     )
     return {(r["unit_code"], r["group_code"]): int(r["n"]) for r in rows}
 
 
 async def progress(
-    tx: Transaction, questionnaire: Questionnaire, units: UnitRegistry, margin: float
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    units: UnitRegistry,
+    margin: float,
+    sampled_only: bool = False,
 ) -> list[Progress]:
     """Every unit and group, those furthest behind their target first."""
     period = questionnaire.period
     frame = await populations(tx, period)
-    counts = await completed_counts(tx, period)
+    counts = await completed_counts(tx, period, sampled_only)
     rates = {(r.unit, r.group): r for r in await response_rates(tx, period)}
     rows: list[Progress] = []
     for unit in units.units:

@@ -289,3 +289,29 @@ def test_progress_table_puts_units_furthest_behind_first(
     assert order.index(("dinkes", "internal")) < order.index(("dpu", "eksternal"))
     assert order[-1] == ("dpu", "eksternal")  # the only one at its target
     assert order[0] == ("dinkes", "eksternal")  # 0 of 95: furthest behind
+
+
+def test_progress_under_sampled_only_counts_personal_invitations(
+    cli: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("progress", "--unit", "dinkes") == 0  # creates the database
+    with sqlite3.connect(cli / "spi.sqlite3") as db:
+        db.executemany(
+            "INSERT INTO responses(id, respondent_key, period, group_code, unit_code, status, "
+            "channel, completed_on, route) VALUES (?, ?, '2025', 'internal', 'dinkes', "
+            "'completed', 't', '2025-06-10', ?)",
+            [(i + 1, f"k{i}", "sample" if i < 4 else "self") for i in range(10)],
+        )
+    capsys.readouterr()
+    assert run("progress", "--unit", "dinkes") == 0
+    assert internal_row(capsys.readouterr().out)[2:4] == ["10", "30"]
+    monkeypatch.setenv("SAMPLED_ONLY", "true")
+    assert run("progress", "--unit", "dinkes") == 0
+    out = capsys.readouterr().out
+    assert "SAMPLED_ONLY" in out
+    assert internal_row(out)[2:4] == ["4", "30"]
+
+
+def internal_row(out: str) -> list[str]:
+    [row] = [line.split() for line in out.splitlines() if line.startswith("dinkes  internal")]
+    return row
