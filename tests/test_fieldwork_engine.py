@@ -17,10 +17,12 @@ from core.invitations import (
     response_rates,
     unit_token,
 )
+from core.questionnaire import Questionnaire
 from core.storage import Storage
+from core.units import UnitRegistry
 from tests.conftest import SECRET
 from tests.fake_bot_api import BotMessage, FakeBotApi
-from tests.survey_driver import Respondent, answer_all, start_as
+from tests.survey_driver import Clock, Respondent, answer_all, start_as
 from tests.telegram_driver import TelegramUser, running_bot, settings_for, start_as_service_user
 
 EXTERNAL_SCREENING = ["Ya, pernah", "Saya urus sendiri"]
@@ -240,3 +242,30 @@ async def test_staff_link_after_assessing_another_unit_falls_back_to_choosing(
     for label in EXTERNAL_SCREENING:
         await r.press(label)
     assert "Unit mana" in r.text  # the staff link's unit is not carried into another group
+
+
+async def test_group_without_screening_gets_a_start_button_after_the_token_is_used(
+    questionnaire: Questionnaire,
+    units: UnitRegistry,
+    storage: Storage,
+    clock: Clock,
+    db_path: Path,
+) -> None:
+    """The response is never created by the event that used a personal token."""
+    unscreened = questionnaire.model_copy(deep=True)
+    experts = unscreened.group("eksper")
+    assert experts is not None
+    experts.screening = []
+    engine = Engine(unscreened, units, storage, SECRET, clock=clock)
+    [code] = await invite(storage, "dinkes", "eksper", "sample")
+    r = Respondent(engine, user_id="80")
+    await r.command("start", code)
+    await r.press("setuju")
+    assert "Dinas Kesehatan" in r.text and r.labels() == ["Mulai ▶️"]
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone() == (0,)
+        assert db.execute("SELECT used FROM invitations").fetchone() == (1,)
+    await r.press("Mulai")
+    assert "Pertanyaan 1 dari" in r.text
+    with sqlite3.connect(db_path) as db:
+        assert list(db.execute("SELECT route FROM responses")) == [("sample",)]
