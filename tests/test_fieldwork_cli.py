@@ -315,3 +315,12 @@ def test_progress_under_sampled_only_counts_personal_invitations(
 def internal_row(out: str) -> list[str]:
     [row] = [line.split() for line in out.splitlines() if line.startswith("dinkes  internal")]
     return row
+
+
+def test_links_for_all_units(cli: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("links", "--unit", "all", "--group", "eksternal", "--out", "qr") == 0
+    out = capsys.readouterr().out
+    tokens = {w.rsplit("=", 1)[1] for w in out.split() if w.startswith("https://t.me/")}
+    assert len(tokens) == 52 == len(list((cli / "qr").glob("qr-*-eksternal.png")))
+    with sqlite3.connect(cli / "spi.sqlite3") as db:
+        assert db.execute("SELECT COUNT(DISTINCT unit_code) FROM invitations").fetchone() == (52,)
