@@ -388,27 +388,30 @@ class Engine:
         await self._next_screening(turn, group)
 
     async def _next_screening(self, turn: Turn, group: Group) -> None:
+        """The unit first (screening asks about "this unit"), then screening, then the survey."""
         pending = [s for s in group.screening if s.id not in turn.state.screening]
         self._advance(turn)
-        if pending:
-            turn.state.stage = "screening"
-            self._render_screening(turn)
-        elif turn.state.route != "self" and turn.state.unit is not None:
-            await self._open_invited(turn, turn.state.unit)
-        else:
+        if turn.state.unit is None:
             turn.state.stage = "unit"
             turn.state.unit_query = None
             turn.state.unit_page = 0
             self._render_units(turn)
+        elif pending:
+            turn.state.stage = "screening"
+            self._render_screening(turn)
+        else:
+            await self._after_screening(turn, turn.state.unit)
 
     def _render_screening(self, turn: Turn) -> None:
         group = self.questionnaire.group(turn.state.group or "")
         assert group is not None
         screen = next(s for s in group.screening if s.id not in turn.state.screening)
         locale = turn.state.locale
+        unit = self.units.get(turn.state.unit or "")
         turn.say(
-            f"<b>{html.escape(group.title.get(locale))}</b>\n\n"
-            f"{html.escape(screen.text.get(locale))}",
+            f"<b>{html.escape(group.title.get(locale))}</b>"
+            + (f" · {html.escape(unit.name)}" if unit else "")
+            + f"\n\n{html.escape(screen.text.get(locale))}",
             [
                 [Button(o.text.get(locale), token(turn.state.seq, "s", o.code))]
                 for o in screen.options
@@ -528,9 +531,25 @@ class Engine:
             self._advance(turn)
             self._render_units(turn)
             return
+        if turn.state.unit != unit.code:  # another unit than an invitation's: self-selected
+            turn.state.route = "self"
+        turn.state.unit = unit.code
+        await self._next_screening(turn, group)
+
+    async def _begin(self, turn: Turn, unit: Unit) -> None:
+        """Unit chosen and screening passed: the response starts at its first question."""
+        group = self.questionnaire.group(turn.state.group or "")
+        assert group is not None
+        if await turn.tx.has_completed(turn.state.respondent_key, self.period, unit.code):
+            turn.say(
+                turn._("You have already completed the survey for this unit in this period."),
+                edit=turn.pressed,
+            )
+            self._reset(turn, "done")
+            return
         response_id = new_response_id()
         await turn.tx.create_response(
-            key,
+            turn.state.respondent_key,
             self.period,
             group.code,
             unit.code,
@@ -539,7 +558,7 @@ class Engine:
             questionnaire_version=self.questionnaire.version_label,
             response_id=response_id,
         )
-        if turn.state.route != "self" and turn.state.unit == unit.code:
+        if turn.state.route != "self":
             await record_route(turn.tx, response_id, turn.state.route)
         for screen_id, code in turn.state.screening.items():
             await turn.tx.put_answer(response_id, f"screen_{screen_id}", code)
@@ -632,10 +651,10 @@ class Engine:
         if turn.state.group is None:  # refused (one unit per period): choose freely
             turn.state.unit, turn.state.route = None, "self"
 
-    async def _open_invited(self, turn: Turn, unit_code: str) -> None:
-        """Screening passed: straight to the first question of the invitation's unit.
+    async def _after_screening(self, turn: Turn, unit_code: str) -> None:
+        """Screening passed: straight to the first question.
 
-        Should the invitation have been used in this very event (a group without
+        Should a personal invitation have been used in this very event (a group without
         screening), the unit is shown with one Start button instead, so that the
         response is created by a later transaction than the one that used the token.
         """
@@ -650,7 +669,7 @@ class Engine:
                 edit=True,
             )
             return
-        await self._on_unit(turn, unit.code)
+        await self._begin(turn, unit)
 
     # -- questions -------------------------------------------------------
     def _current_question(self, turn: Turn) -> Question | None:

@@ -51,12 +51,16 @@ async def test_console_survey_to_the_end(tmp_path: Path) -> None:
 
     screen = await read_screen(process.stdout)
     assert "sukarela" in screen
-    for label in ("setuju", "Pengguna layanan", "Ya, pernah", "Saya urus sendiri"):
+    for label in ("setuju", "Pengguna layanan"):
         number = choice(screen, label)
         assert number, screen
         screen = await say(number)
     screen = await say("kesehatan")
     screen = await say(choice(screen, "Dinas Kesehatan") or "")
+    for label in ("Ya, pernah", "Saya urus sendiri"):
+        number = choice(screen, label)
+        assert number, screen
+        screen = await say(number)
     steps = 0
     while not choice(screen, "Kirim"):
         assert "Pertanyaan" in screen, screen

@@ -75,10 +75,10 @@ async def test_unit_link_skips_group_and_unit_choice(engine: Engine, storage: St
     await chooser.command("start")
     await chooser.press("setuju")
     await chooser.press("Pengguna layanan")
-    for label in EXTERNAL_SCREENING:
-        await chooser.press(label)
     await chooser.type("kesehatan")
     await chooser.press("Dinas Kesehatan")
+    for label in EXTERNAL_SCREENING:
+        await chooser.press(label)
     assert "Pertanyaan 1 dari" in chooser.r.text
     assert linked.count < chooser.count, (linked.count, chooser.count)
     assert (linked.count, chooser.count) == (4, 7)
@@ -164,8 +164,6 @@ async def test_ineligible_sampled_person_cannot_keep_the_invitation(
     await r.press("Kurang dari 1 tahun")
     await r.press("kelompok lain")
     await r.press("Pengguna layanan")
-    for label in EXTERNAL_SCREENING:
-        await r.press(label)
     assert "Unit mana" in r.text  # self-selected from here: the unit is asked again
 
 
@@ -239,8 +237,6 @@ async def test_staff_link_after_assessing_another_unit_falls_back_to_choosing(
     await r.press("setuju")
     assert "sudah menilai" in r.transcript[-2]
     await r.press("Pengguna layanan")
-    for label in EXTERNAL_SCREENING:
-        await r.press(label)
     assert "Unit mana" in r.text  # the staff link's unit is not carried into another group
 
 
@@ -269,3 +265,14 @@ async def test_group_without_screening_gets_a_start_button_after_the_token_is_us
     assert "Pertanyaan 1 dari" in r.text
     with sqlite3.connect(db_path) as db:
         assert list(db.execute("SELECT route FROM responses")) == [("sample",)]
+
+
+async def test_the_unit_is_chosen_before_screening_asks_about_it(engine: Engine) -> None:
+    r = Respondent(engine, user_id="95")
+    await r.command("start")
+    await r.press("setuju")
+    await r.press("Pengguna layanan")
+    assert "Unit mana" in r.text
+    await r.type("kesehatan")
+    await r.press("Dinas Kesehatan")
+    assert "Dinas Kesehatan" in r.text and "layanan unit ini" in r.text
