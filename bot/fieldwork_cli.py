@@ -16,7 +16,7 @@ from bot.export_cli import read_snapshot
 from bot.poster import write_poster, write_qr
 from bot.services import load_survey
 from core.config import Settings, SettingsError
-from core.fieldwork import progress, progress_table
+from core.fieldwork import progress, progress_table, screenout_lines, screenouts
 from core.invitations import (
     InvitationKind,
     issue,
@@ -254,6 +254,7 @@ async def progress_command(
     margin = settings.sample_margin_of_error
     async with read_snapshot(settings.database_path) as tx:
         rows = await progress(tx, questionnaire, units, margin, settings.sampled_only)
+        outs = await screenouts(tx, questionnaire.period)
     if only:
         unknown = [u for u in only if units.get(u) is None]
         if unknown:
@@ -266,4 +267,10 @@ async def progress_command(
         + ("; SAMPLED_ONLY: responses by personal invitation only" if settings.sampled_only else "")
     )
     print(progress_table(rows[:limit] if limit else rows))
+    shown = {(r.unit, r.group) for r in rows}
+    lines = screenout_lines([o for o in outs if (o.unit, o.group) in shown], rows)
+    if lines:
+        print("screened out (attempts):")
+        for line in lines:
+            print(f"  {line}")
     return 0

@@ -28,6 +28,7 @@ from core.events import (
     Text,
     Unsupported,
 )
+from core.fieldwork import count_screenout
 from core.i18n import gettext_for
 from core.identity import open_time, pseudonym, seal_time
 from core.invitations import Invitation, consume, normalise_token, record_route
@@ -430,6 +431,10 @@ class Engine:
             turn.outcome.notice = turn._("This button is not recognised.")
             return
         if not option.eligible:
+            if turn.state.unit is not None:
+                await count_screenout(
+                    turn.tx, self.period, turn.state.unit, group.code, screen.id, option.code
+                )
             turn.state.stage = "ineligible"
             seq = self._advance(turn)
             reason = option.reason.get(turn.state.locale) if option.reason else ""

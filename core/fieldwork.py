@@ -95,6 +95,64 @@ async def progress(
     return rows
 
 
+@dataclass(frozen=True)
+class ScreenOut:
+    """Attempts screened out by one ineligible answer (e.g. a broker: *calo*)."""
+
+    unit: str
+    group: str
+    question: str
+    option: str
+    attempts: int
+
+
+async def count_screenout(
+    tx: Transaction, period: str, unit: str, group: str, question: str, option: str
+) -> None:
+    """One more attempt screened out; a counter only, with nothing of who or when."""
+    await tx.execute(
+        "INSERT INTO screenouts(period, unit_code, group_code, question_id, option_code, n) "
+        "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1",
+        (period, unit, group, question, option),
+    )
+
+
+async def screenouts(tx: Transaction, period: str) -> list[ScreenOut]:
+    rows = await tx.fetchall(
+        "SELECT unit_code, group_code, question_id, option_code, n FROM screenouts "
+        "WHERE period = ? ORDER BY unit_code, group_code, question_id, option_code",
+        (period,),
+    )
+    return [
+        ScreenOut(
+            unit=r["unit_code"],
+            group=r["group_code"],
+            question=r["question_id"],
+            option=r["option_code"],
+            attempts=int(r["n"]),
+        )
+        for r in rows
+    ]
+
+
+def screenout_lines(outs: list[ScreenOut], rows: list[Progress]) -> list[str]:
+    """Per ineligible answer: attempts, beside the unit and group's completed responses.
+
+    The share of service users turned away for using a broker is itself an integrity
+    signal; attempts are counted, not people (someone may try twice).
+    """
+    responses = {(r.unit, r.group): r.responses for r in rows}
+    lines = []
+    for out in outs:
+        done = responses.get((out.unit, out.group), 0)
+        share = out.attempts / (out.attempts + done)
+        lines.append(
+            f"{out.unit} {out.group}: {out.attempts} screened out at {out.question} = "
+            f"{out.option} ({share * 100:.0f}% of {out.attempts + done} attempts and responses)"
+        )
+    return lines
+
+
 def progress_table(rows: list[Progress]) -> str:
     """A fixed-width text table for the terminal or a monospace message."""
     header = ("unit", "group", "responses", "target", "population", "reached", "invited")

@@ -290,6 +290,7 @@ CREATE TABLE periods (
 # route of each response. Invitations are stored only as keyed hashes with used/unused,
 # WITHOUT ROWID (b-tree order is hash order, not issue or use order) and with no time;
 # the route is an aggregate column ('self', 'link', 'poster', 'sample'), not an identifier.
+# Screened-out attempts are counters per unit, group and ineligible answer, nothing more.
 V7_FIELDWORK = """
 CREATE TABLE populations (
     period TEXT NOT NULL,
@@ -307,7 +308,16 @@ CREATE TABLE invitations (
     used INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1))
 ) WITHOUT ROWID;
 ALTER TABLE responses ADD COLUMN route TEXT NOT NULL DEFAULT 'self'
-    CHECK (route IN ('self', 'link', 'poster', 'sample'))
+    CHECK (route IN ('self', 'link', 'poster', 'sample'));
+CREATE TABLE screenouts (
+    period TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    group_code TEXT NOT NULL,
+    question_id TEXT NOT NULL,
+    option_code TEXT NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (period, unit_code, group_code, question_id, option_code)
+) WITHOUT ROWID
 """
 
 MIGRATIONS: list[str] = [

@@ -275,11 +275,18 @@ def test_progress_table_puts_units_furthest_behind_first(
                 "'2025-06-10')",
                 [(i * 1000 + j + 1, f"k{i}-{j}", group, unit) for j in range(n)],
             )
+        db.execute(
+            "INSERT INTO screenouts VALUES ('2025', 'dpu', 'eksternal', 'ex_s_urus', "
+            "'perantara', 10)"
+        )
     db.close()
     capsys.readouterr()
     assert run("progress") == 0
     lines = capsys.readouterr().out.splitlines()
-    table = [line.split() for line in lines[2:]]
+    table = [line.split() for line in lines[2:] if line[:1] not in (" ", "s")]
+    assert "  dpu eksternal: 10 screened out at ex_s_urus = perantara (25% of 40" in "\n".join(
+        lines
+    )
     by_key = {(row[0], row[1]): row[2:] for row in table}
     assert by_key[("dinkes", "internal")] == ["50", "54", "120", "93%", "-"]
     assert by_key[("kec_tugu", "internal")] == ["3", "21", "25", "14%", "-"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.engine import Engine
+from core.fieldwork import ScreenOut, progress, screenout_lines, screenouts
 from core.invitations import (
     InvitationKind,
     counts_in_index,
@@ -276,3 +277,33 @@ async def test_the_unit_is_chosen_before_screening_asks_about_it(engine: Engine)
     await r.type("kesehatan")
     await r.press("Dinas Kesehatan")
     assert "Dinas Kesehatan" in r.text and "layanan unit ini" in r.text
+
+
+async def test_screened_out_attempts_are_counted_per_unit_and_group(
+    engine: Engine, storage: Storage, db_path: Path
+) -> None:
+    for user in ("96", "97"):
+        r = Respondent(engine, user_id=user)
+        await r.command("start")
+        await r.press("setuju")
+        await r.press("Pengguna layanan")
+        await r.type("kesehatan")
+        await r.press("Dinas Kesehatan")
+        await r.press("Ya, pernah")
+        await r.press("calo")
+    done = Respondent(engine, user_id="98")
+    await start_as(done, "Pengguna layanan", EXTERNAL_SCREENING, "kesehatan")
+    await answer_all(done)
+    await done.press("Kirim")
+    async with storage.transaction() as tx:
+        outs = await screenouts(tx, "2025")
+        rows = await progress(tx, engine.questionnaire, engine.units, 0.10)
+    assert outs == [ScreenOut("dinkes", "eksternal", "ex_s_urus", "perantara", 2)]
+    assert screenout_lines(outs, rows) == [
+        "dinkes eksternal: 2 screened out at ex_s_urus = perantara "
+        "(67% of 3 attempts and responses)"
+    ]
+    with sqlite3.connect(db_path) as db:  # a counter, and nothing of who or when
+        assert list(db.execute("SELECT * FROM screenouts")) == [
+            ("2025", "dinkes", "eksternal", "ex_s_urus", "perantara", 2)
+        ]
