@@ -120,7 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
         review = flag_commands.add_parser(decision, help=text + " (logged with the reason)")
         review.add_argument("response_id", type=int)
         review.add_argument("--reason", required=True)
+    add_fieldwork_commands(sub)
     return parser
+
+
+def add_fieldwork_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """population import, links, sample, progress (docs/FIELDWORK.md)."""
+    population = sub.add_parser("population", help="population frames per unit and group")
+    population_sub = population.add_subparsers(dest="population_command", required=True)
+    population_import = population_sub.add_parser("import", help="load an xlsx or csv file")
+    population_import.add_argument("file", type=Path)
+    links = sub.add_parser("links", help="a unit's invitation link and QR code (offline)")
+    links.add_argument("--unit", required=True, help="unit code, or 'all'")
+    links.add_argument("--group", default="eksternal")
+    links.add_argument("--out", type=Path, default=Path("."), help="folder for the PNG files")
+    links.add_argument("--poster", action="store_true", help="also an A4 poster PNG")
+    sample = sub.add_parser("sample", help="draw a sample with one single-use link each")
+    sample.add_argument("--roster", type=Path, required=True)
+    sample.add_argument("--unit", required=True)
+    sample.add_argument("--group", default="internal")
+    sample.add_argument("--n", type=int, required=True)
+    sample.add_argument("--seed", required=True)
+    sample.add_argument("--out", type=Path, default=None)
+    sample.add_argument(
+        "--replace", action="store_true", help="withdraw unused links of an earlier draw"
+    )
+    progress = sub.add_parser("progress", help="responses / target / population per unit")
+    progress.add_argument("--limit", type=int, default=None, help="show the first N rows")
+    progress.add_argument("--unit", action="append", default=None, help="only this unit")
 
 
 def check_questionnaire(path: Path) -> int:
@@ -317,4 +344,29 @@ def _main(args: argparse.Namespace) -> int:
                 settings, args.response_id, args.flags_command, args.reason
             )
         )
+    elif command in ("population", "links", "sample", "progress"):
+        return run_fieldwork_command(settings, args)
     return 0
+
+
+def run_fieldwork_command(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import fieldwork_cli as fw
+
+    if args.command == "population":
+        return asyncio.run(fw.population_import(settings, args.file))
+    if args.command == "links":
+        return asyncio.run(fw.links(settings, args.unit, args.group, args.out, args.poster))
+    if args.command == "sample":
+        return asyncio.run(
+            fw.sample(
+                settings,
+                args.roster,
+                args.unit,
+                args.group,
+                args.n,
+                args.seed,
+                args.out,
+                args.replace,
+            )
+        )
+    return asyncio.run(fw.progress_command(settings, args.limit, args.unit))

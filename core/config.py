@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     whatsapp_reminder_template: str | None = None
     whatsapp_template_language: Annotated[str, Field(min_length=2, max_length=8)] = "id"
     whatsapp_rate: Annotated[float, Field(gt=0, le=1000)] = 80.0
+    # Fieldwork (docs/FIELDWORK.md): invitation links, sampling, target samples.
+    telegram_bot_username: (
+        Annotated[str, Field(pattern=r"^@?[A-Za-z][A-Za-z0-9_]{3,31}$")] | None
+    ) = None
+    whatsapp_number: Annotated[str, Field(pattern=r"^\+?[0-9]{8,15}$")] | None = None
+    sampled_only: bool = False
+    sample_margin_of_error: Annotated[float, Field(gt=0, lt=0.5)] = 0.10
 
     @field_validator("admin_ids", "reminder_days_before", mode="before")
     @classmethod

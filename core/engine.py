@@ -28,8 +28,11 @@ from core.events import (
     Text,
     Unsupported,
 )
+from core.fieldwork import count_screenout
 from core.i18n import gettext_for
 from core.identity import open_time, pseudonym, seal_time
+from core.invitations import Invitation, consume, normalise_token, record_route
+from core.invitations import find as find_invitation
 from core.model import AnswerValue, SessionState, Stage, utcnow
 from core.navigation import (
     first_unanswered,
@@ -154,6 +157,8 @@ class Engine:
             await self._remember_contact(turn)
             if await self._resume(turn, announce=True):
                 return
+            if command.args and await self._invited(turn, command.args):
+                return
             await self._show_consent(turn)
         elif name == "lanjut":
             await self._remember_contact(turn)
@@ -226,6 +231,8 @@ class Engine:
             turn.outcome.notice = turn._("Language changed.")
             turn.say(turn._("The language is now English."), edit=True)
             await self._show_current(turn, hint=False)
+        elif action == "inv" and normalise_token(arg) is not None:
+            await self._on_invited_consent(turn, arg)
         elif action == "resume":
             await self._remember_contact(turn)
             if not await self._resume(turn, announce=False):
@@ -239,7 +246,9 @@ class Engine:
 
     async def _text(self, turn: Turn, text: str) -> None:
         stage = turn.state.stage
-        if stage == "unit":
+        if stage != "question" and normalise_token(text) is not None:
+            await self._arrive_by_message(turn, text)
+        elif stage == "unit":
             await self._filter_units(turn, text)
         elif stage == "question":
             question = self._current_question(turn)
@@ -384,25 +393,30 @@ class Engine:
         await self._next_screening(turn, group)
 
     async def _next_screening(self, turn: Turn, group: Group) -> None:
+        """The unit first (screening asks about "this unit"), then screening, then the survey."""
         pending = [s for s in group.screening if s.id not in turn.state.screening]
         self._advance(turn)
-        if pending:
-            turn.state.stage = "screening"
-            self._render_screening(turn)
-        else:
+        if turn.state.unit is None:
             turn.state.stage = "unit"
             turn.state.unit_query = None
             turn.state.unit_page = 0
             self._render_units(turn)
+        elif pending:
+            turn.state.stage = "screening"
+            self._render_screening(turn)
+        else:
+            await self._after_screening(turn, turn.state.unit)
 
     def _render_screening(self, turn: Turn) -> None:
         group = self.questionnaire.group(turn.state.group or "")
         assert group is not None
         screen = next(s for s in group.screening if s.id not in turn.state.screening)
         locale = turn.state.locale
+        unit = self.units.get(turn.state.unit or "")
         turn.say(
-            f"<b>{html.escape(group.title.get(locale))}</b>\n\n"
-            f"{html.escape(screen.text.get(locale))}",
+            f"<b>{html.escape(group.title.get(locale))}</b>"
+            + (f" · {html.escape(unit.name)}" if unit else "")
+            + f"\n\n{html.escape(screen.text.get(locale))}",
             [
                 [Button(o.text.get(locale), token(turn.state.seq, "s", o.code))]
                 for o in screen.options
@@ -421,6 +435,10 @@ class Engine:
             turn.outcome.notice = turn._("This button is not recognised.")
             return
         if not option.eligible:
+            if turn.state.unit is not None:
+                await count_screenout(
+                    turn.tx, self.period, turn.state.unit, group.code, screen.id, option.code
+                )
             turn.state.stage = "ineligible"
             seq = self._advance(turn)
             reason = option.reason.get(turn.state.locale) if option.reason else ""
@@ -434,6 +452,8 @@ class Engine:
         await self._next_screening(turn, group)
 
     async def _on_again(self, turn: Turn, arg: str) -> None:
+        if turn.state.route == "sample":  # a personal invitation is for its group only
+            turn.state.route, turn.state.unit = "self", None
         turn.state.stage = "group"
         turn.state.group = None
         turn.state.screening = {}
@@ -520,9 +540,25 @@ class Engine:
             self._advance(turn)
             self._render_units(turn)
             return
+        if turn.state.unit != unit.code:  # another unit than an invitation's: self-selected
+            turn.state.route = "self"
+        turn.state.unit = unit.code
+        await self._next_screening(turn, group)
+
+    async def _begin(self, turn: Turn, unit: Unit) -> None:
+        """Unit chosen and screening passed: the response starts at its first question."""
+        group = self.questionnaire.group(turn.state.group or "")
+        assert group is not None
+        if await turn.tx.has_completed(turn.state.respondent_key, self.period, unit.code):
+            turn.say(
+                turn._("You have already completed the survey for this unit in this period."),
+                edit=turn.pressed,
+            )
+            self._reset(turn, "done")
+            return
         response_id = new_response_id()
         await turn.tx.create_response(
-            key,
+            turn.state.respondent_key,
             self.period,
             group.code,
             unit.code,
@@ -531,12 +567,118 @@ class Engine:
             questionnaire_version=self.questionnaire.version_label,
             response_id=response_id,
         )
+        if turn.state.route != "self":
+            await record_route(turn.tx, response_id, turn.state.route)
         for screen_id, code in turn.state.screening.items():
             await turn.tx.put_answer(response_id, f"screen_{screen_id}", code)
         turn.state.unit = unit.code
         turn.state.response_id = response_id
         first = visible_questions(self.questionnaire, group.code, {})[0]
         await self._go_to(turn, first, {}, edit=True)
+
+    # -- arrival by invitation -------------------------------------------
+    # A unit link, a poster's QR code or a personal invitation names the unit and the
+    # group: they are shown with the consent, not asked. The token travels on the
+    # consent button (nothing is stored before consent); a personal one is used up by
+    # the consent press, a transaction that never creates the response.
+    async def _arrive_by_message(self, turn: Turn, text: str) -> None:
+        """A first WhatsApp message equal to a token works as `/start <token>`."""
+        await self._remember_contact(turn)
+        if await self._resume(turn, announce=True):
+            return
+        if not await self._invited(turn, text):
+            await self._show_consent(turn)
+
+    async def _valid_invitation(self, turn: Turn, raw: str) -> Invitation | None:
+        found = None
+        code = normalise_token(raw)
+        if code is not None:
+            found = await find_invitation(turn.tx, self.secret_key, code, self.period)
+        if found is None or self.units.get(found.unit) is None:
+            return None
+        return found if self.questionnaire.group(found.group) is not None else None
+
+    async def _invited(self, turn: Turn, raw: str) -> bool:
+        """Consent with the invitation's unit and group shown; False if the link is not valid."""
+        invitation = await self._valid_invitation(turn, raw)
+        if invitation is None:
+            turn.say(
+                turn._(
+                    "This invitation link is not valid (it may be mistyped or from an earlier "
+                    "survey period). You can still take part and choose your unit yourself."
+                )
+            )
+            return False
+        if invitation.used:
+            self._say_invitation_used(turn, edit=False)
+            return True
+        await self._show_consent(turn)
+        unit = self.units.get(invitation.unit)
+        group = self.questionnaire.group(invitation.group)
+        assert unit is not None and group is not None
+        reply = turn.outcome.replies[-1]
+        line = turn._("You are invited to assess {unit} as: {group}.").format(
+            unit=bold(html.escape(unit.name)),
+            group=html.escape(group.title.get(turn.state.locale)),
+        )
+        title, _, rest = reply.text.partition("\n\n")
+        reply.text = f"{title}\n\n{line}\n\n{rest}"
+        agree, accept = token(GLOBAL, "ok", "y"), token(GLOBAL, "inv", normalise_token(raw) or "")
+        reply.buttons = [
+            [Button(b.label, accept if b.token == agree else b.token) for b in row]
+            for row in reply.buttons
+        ]
+        return True
+
+    def _say_invitation_used(self, turn: Turn, edit: bool) -> None:
+        turn.say(
+            turn._(
+                "This personal invitation link has already been used. Each personal link "
+                "works only once, so that nobody can answer twice with it. If you have not "
+                "answered yet, please ask the inspectorate for a new link."
+            ),
+            edit=edit,
+        )
+
+    async def _on_invited_consent(self, turn: Turn, arg: str) -> None:
+        if turn.state.stage not in ("new", "consent", "declined", "done"):
+            turn.outcome.notice = turn._(
+                "This button is no longer valid. Please use the latest message."
+            )
+            return
+        invitation = await self._valid_invitation(turn, arg)
+        if invitation is None:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        if not await consume(turn.tx, invitation):
+            self._say_invitation_used(turn, edit=True)
+            return
+        self._fresh(turn, "group", consented=True)
+        turn.state.unit, turn.state.route = invitation.unit, invitation.route
+        await self._remember_contact(turn)
+        await self._on_group(turn, invitation.group)
+        if turn.state.group is None:  # refused (one unit per period): choose freely
+            turn.state.unit, turn.state.route = None, "self"
+
+    async def _after_screening(self, turn: Turn, unit_code: str) -> None:
+        """Screening passed: straight to the first question.
+
+        Should a personal invitation have been used in this very event (a group without
+        screening), the unit is shown with one Start button instead, so that the
+        response is created by a later transaction than the one that used the token.
+        """
+        unit = self.units.get(unit_code)
+        assert unit is not None
+        event = turn.incoming.event
+        if isinstance(event, Choice) and "|inv|" in event.token:
+            turn.state.stage = "unit"
+            turn.say(
+                bold(turn._("Unit: {unit}").format(unit=html.escape(unit.name))),
+                [[Button(turn._("Start ▶️"), token(turn.state.seq, "u", unit.code))]],
+                edit=True,
+            )
+            return
+        await self._begin(turn, unit)
 
     # -- questions -------------------------------------------------------
     def _current_question(self, turn: Turn) -> Question | None:

@@ -343,6 +343,40 @@ BEGIN
     DELETE FROM chat_windows WHERE channel = OLD.channel AND address = OLD.address; END
 """
 
+# Fieldwork: population frames per unit and group, invitation tokens, and the arrival
+# route of each response. Invitations are stored only as keyed hashes with used/unused,
+# WITHOUT ROWID (b-tree order is hash order, not issue or use order) and with no time;
+# the route is an aggregate column ('self', 'link', 'poster', 'sample'), not an identifier.
+# Screened-out attempts are counters per unit, group and ineligible answer, nothing more.
+V10_FIELDWORK = """
+CREATE TABLE populations (
+    period TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    group_code TEXT NOT NULL,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    PRIMARY KEY (period, unit_code, group_code)
+) WITHOUT ROWID;
+CREATE TABLE invitations (
+    token_hash TEXT PRIMARY KEY,
+    period TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    group_code TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('link', 'poster', 'sample')),
+    used INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1))
+) WITHOUT ROWID;
+ALTER TABLE responses ADD COLUMN route TEXT NOT NULL DEFAULT 'self'
+    CHECK (route IN ('self', 'link', 'poster', 'sample'));
+CREATE TABLE screenouts (
+    period TEXT NOT NULL,
+    unit_code TEXT NOT NULL,
+    group_code TEXT NOT NULL,
+    question_id TEXT NOT NULL,
+    option_code TEXT NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (period, unit_code, group_code, question_id, option_code)
+) WITHOUT ROWID
+"""
+
 MIGRATIONS: list[str] = [
     V1_CONVERSATION,
     V2_SCORING_AND_ACCESS,
@@ -353,6 +387,7 @@ MIGRATIONS: list[str] = [
     V7_INDEX,
     V8_DESK,
     V9_WHATSAPP,
+    V10_FIELDWORK,
 ]
 # The first schema version whose tables can no longer be linked; opening a database
 # from before it vacuums after migrating, so no freed page keeps the old rows.

@@ -27,6 +27,9 @@ Stage = Literal[
     "done",
 ]
 SurveyStatus = Literal["none", "started", "completed"]
+# How a respondent reached the survey: chose group and unit themselves, or came by a
+# unit link, a unit poster's QR code, or a personal (sampled) single-use invitation.
+Route = Literal["self", "link", "poster", "sample"]
 
 
 def utcnow() -> dt.datetime:
@@ -56,3 +59,4 @@ class SessionState(BaseModel):
     unit_page: int = 0
     response_id: int | None = None
     question_id: str | None = None
+    route: Route = "self"  # an invitation's unit is then in ``unit`` before a response exists

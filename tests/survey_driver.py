@@ -81,14 +81,14 @@ class Respondent:
 
 
 async def start_as(r: Respondent, group_label: str, screening: list[str], unit_query: str) -> None:
-    """From /start to the first question, for the given group, screening answers and unit."""
+    """From /start to the first question, for the given group, unit and screening answers."""
     await r.command("start")
     await r.press("setuju")
     await r.press(group_label)
-    for label in screening:
-        await r.press(label)
     await r.type(unit_query)
     await r.press_nth(0)
+    for label in screening:
+        await r.press(label)
 
 
 async def answer_all(r: Respondent, option_label: str = "Tidak pernah") -> int:

@@ -132,8 +132,8 @@ async def start_as_service_user(
     """From /start to the first question, as an eligible service user of one unit."""
     await user.send("/start", expect="sukarela")
     await user.press("setuju", expect="kelompok")
-    await user.press("Pengguna layanan", expect="12 bulan")
-    await user.press("Ya, pernah")
-    await user.press("Saya urus sendiri", expect="Unit mana")
+    await user.press("Pengguna layanan", expect="Unit mana")
     await user.send(unit_query, expect="cocok")
-    await user.press(unit_label, expect="Pertanyaan 1 dari")
+    await user.press(unit_label, expect="12 bulan")
+    await user.press("Ya, pernah")
+    await user.press("Saya urus sendiri", expect="Pertanyaan 1 dari")

@@ -67,12 +67,17 @@ class Console:
 
     async def to_first_question(self, screen: str) -> str:
         assert "sukarela" in screen
-        for label in ("setuju", "Pengguna layanan", "Ya, pernah", "Saya urus sendiri"):
+        for label in ("setuju", "Pengguna layanan"):
             key = choice(screen, label)
             assert key, screen
             screen = await self.say(key)
         screen = await self.say("kesehatan")
-        return await self.say(choice(screen, "Dinas Kesehatan") or "")
+        screen = await self.say(choice(screen, "Dinas Kesehatan") or "")
+        for label in ("Ya, pernah", "Saya urus sendiri"):  # the unit first, then screening
+            key = choice(screen, label)
+            assert key, screen
+            screen = await self.say(key)
+        return screen
 
     async def stderr(self) -> str:
         assert self.process.stderr is not None

@@ -28,11 +28,11 @@ async def test_full_run_from_start_to_thanks(engine: Engine, db_path: Path) -> N
     assert "sukarela" in r.text and "rahasia" in r.text
     await r.press("setuju")
     await r.press("Pengguna layanan")
-    await r.press("Ya, pernah")
-    await r.press("Saya urus sendiri")
     await r.type("kesehatan")
     assert r.labels()[0] == "Dinas Kesehatan"
     await r.press("Dinas Kesehatan")
+    await r.press("Ya, pernah")
+    await r.press("Saya urus sendiri")
     assert "Pertanyaan 1 dari" in r.text
     answered = await answer_all(r)
     assert answered >= 12
@@ -131,6 +131,8 @@ async def test_ineligible_respondent_is_told_why(engine: Engine, db_path: Path) 
     await r.command("start")
     await r.press("setuju")
     await r.press("Pengguna layanan")
+    await r.type("kesehatan")
+    await r.press("Dinas Kesehatan")
     await r.press("Tidak")
     assert r.text and "12 bulan" in r.text
     await r.press_nth(0)
@@ -179,13 +181,13 @@ async def test_one_completed_response_per_unit_and_one_unit_for_asn(engine: Engi
     await r.press("unit lain")
     await r.press("setuju")
     await r.press(EKSTERNAL[0])
-    for label in EKSTERNAL[1]:
-        await r.press(label)
     await r.type("kesehatan")
-    outcome = await r.press_nth(0)
+    outcome = await r.press_nth(0)  # refused before any screening question
     assert any("sudah" in reply.text for reply in outcome.replies)
     await r.type("tembalang")  # another unit is fine
     await r.press_nth(0)
+    for label in EKSTERNAL[1]:
+        await r.press(label)
     assert "Pertanyaan 1" in r.text
 
     asn = Respondent(engine, user_id="2002")

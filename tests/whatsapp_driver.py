@@ -145,7 +145,8 @@ async def start_survey(
     await user.send("/start", expect="sukarela")
     await user.press("setuju", expect="kelompok")
     await user.press(label)
+    await user.send(unit_query, expect="cocok")
+    await user.press(unit_label)  # the unit first, then screening about that unit
     for answer in screening:
         await user.press(answer)
-    await user.send(unit_query, expect="cocok")
-    await user.press(unit_label, expect="Pertanyaan 1 dari")
+    assert "Pertanyaan 1 dari" in user.screen().text
