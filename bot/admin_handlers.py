@@ -245,21 +245,21 @@ async def on_admin_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     caller = caller_of(update)
     if not pressed_in_own_chat(query):
         view = await desk.role(caller)
-        await _answer(query, render.foreign_button(view.locale))
+        await answer_query(query, render.foreign_button(view.locale))
         return
     match = _BUTTON.match(query.data or "")
     if match is None:
         view = await desk.role(caller)
-        await _answer(query, render.refusal(Refused("button_unknown", view.locale), "admin"))
+        await answer_query(query, render.refusal(Refused("button_unknown", view.locale), "admin"))
         return
     action, number = match.group(1), int(match.group(2))
     if action == "rank":
         ranking = await desk.ranking(caller, number + 1)
         if isinstance(ranking, Refused):
-            await _answer(query, render.refusal(ranking, "peringkat"))
+            await answer_query(query, render.refusal(ranking, "peringkat"))
             return
         rendered = render.ranking(ranking, desk.questionnaire)
-        await _answer(query, None)
+        await answer_query(query, None)
         message = query.message if isinstance(query.message, Message) else None
         if message is not None:
             try:
@@ -276,12 +276,13 @@ async def on_admin_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     }
     result = await operations[action](caller, number)
     if isinstance(result, Refused):
-        await _answer(query, render.refusal(result, "admin"))
+        await answer_query(query, render.refusal(result, "admin"))
     else:
-        await _answer(query, render.done(result))
+        await answer_query(query, render.done(result))
 
 
-async def _answer(query: CallbackQuery, rendered: Rendered | None) -> None:
+async def answer_query(query: CallbackQuery, rendered: Rendered | None) -> None:
+    """Answer a button press with a toast (or an alert), or silently; never raise."""
     try:
         if rendered is None:
             await query.answer()

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from telegram import CallbackQuery, Message, Update
+from telegram import Message, Update
 from telegram.error import BadRequest
 from telegram.ext import (
     CallbackQueryHandler,
@@ -28,10 +28,16 @@ from telegram.ext import (
 )
 
 from bot import jobs, render
-from bot.admin_handlers import NEW_PRIVATE, bad_arguments, caller_of, desk_of, respond
+from bot.admin_handlers import (
+    NEW_PRIVATE,
+    answer_query,
+    bad_arguments,
+    caller_of,
+    desk_of,
+    respond,
+)
 from bot.handlers import pressed_in_own_chat, services
 from bot.jobs import CHANNEL, Clock
-from bot.render import Rendered
 from bot.services import AnyApplication, Services
 from core.desk import Refused
 from core.i18n import gettext_for
@@ -136,17 +142,17 @@ async def on_broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE
     caller = caller_of(update)
     message = query.message if isinstance(query.message, Message) else None
     if not pressed_in_own_chat(query):
-        await _answer(query, render.foreign_button((await desk.role(caller)).locale))
+        await answer_query(query, render.foreign_button((await desk.role(caller)).locale))
         return
     match = _BUTTON.match(query.data or "")
     if match is None:
         view = await desk.role(caller)
-        await _answer(query, render.refusal(Refused("button_unknown", view.locale), "siaran"))
+        await answer_query(query, render.refusal(Refused("button_unknown", view.locale), "siaran"))
         return
     broadcast_id = int(match.group(2))
     result = await desk.broadcast_decide(caller, broadcast_id, match.group(1) == "send")
     if isinstance(result, Refused):
-        await _answer(query, render.refusal(result, "siaran"))
+        await answer_query(query, render.refusal(result, "siaran"))
         return
     if result.started is not None:
         sender = jobs.sender_of(context.application)
@@ -154,7 +160,7 @@ async def on_broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE
             sender.wake()
         log.info("broadcast %d started by an admin: %d recipients", broadcast_id, result.started)
     rendered = render.decided(result)
-    await _answer(query, None)
+    await answer_query(query, None)
     if message is not None:
         try:
             await message.edit_text(rendered.text, reply_markup=None)
@@ -162,16 +168,6 @@ async def on_broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE
         except BadRequest as exc:
             log.info("could not edit the preview (%s); sending a new message", exc)
     await context.bot.send_message(message.chat_id if message else user.id, rendered.text)
-
-
-async def _answer(query: CallbackQuery, rendered: Rendered | None) -> None:
-    try:
-        if rendered is None:
-            await query.answer()
-        else:
-            await query.answer(rendered.plain[:200], show_alert=rendered.alert)
-    except BadRequest as exc:  # too old to answer; the press was still handled
-        log.info("callback answer failed: %s", exc)
 
 
 async def on_broadcast_status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
