@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from core.population import unit_frames
 from core.questionnaire import Questionnaire
 from core.scoring import (
     K_ANONYMITY,
@@ -155,17 +156,33 @@ async def _deduction(tx: Transaction, period: str, unit: str) -> float:
 
 
 async def published_unit_score(
-    tx: Transaction, questionnaire: Questionnaire, period: str, unit: str
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    period: str,
+    unit: str,
+    margin: float | None = None,
 ) -> UnitScore:
-    """The unit's score as officials may see it (`/skor`): published figures only."""
-    return score_unit(questionnaire, await load_published_aggregate(tx, period, unit))
+    """The unit's score as officials may see it (`/skor`): published figures only.
+
+    With ``margin`` (SAMPLE_MARGIN_OF_ERROR), a group whose population is known needs
+    its target sample, not the questionnaire's ``min_sample``, to stop being provisional.
+    """
+    frames = await unit_frames(tx, period, unit, margin) if margin is not None else None
+    return score_unit(questionnaire, await load_published_aggregate(tx, period, unit), frames)
 
 
 async def published_unit_scores(
-    tx: Transaction, questionnaire: Questionnaire, period: str, units: Sequence[str]
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    period: str,
+    units: Sequence[str],
+    margin: float | None = None,
 ) -> dict[str, UnitScore]:
     """Every unit's published score, for `/peringkat` and `/rekap`."""
-    return {unit: await published_unit_score(tx, questionnaire, period, unit) for unit in units}
+    return {
+        unit: await published_unit_score(tx, questionnaire, period, unit, margin)
+        for unit in units
+    }
 
 
 async def published_city_index(

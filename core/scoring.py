@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Literal
 
@@ -79,14 +80,23 @@ class GroupEstimate(BaseModel):
     n: int  # respondents with a score in at least one counted dimension
 
 
+@dataclass(frozen=True)
+class GroupFrame:
+    """A group of one unit whose population is known: its size and target sample."""
+
+    population: int
+    target: int
+
+
 class GroupScore(BaseModel):
     code: str
     n: int
     target: int
-    min_sample: int
+    min_sample: int  # respondents needed for a final band: the target where a population is known
     index: float | None
     ci: tuple[float, float] | None
     shown: bool  # False under k-anonymity
+    population: int | None = None  # None: no population frame row for this unit and group
 
 
 class DimensionScore(BaseModel):
@@ -300,7 +310,14 @@ def is_shown_group(
 # -- units ------------------------------------------------------------------------
 
 
-def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitScore:
+def score_unit(
+    questionnaire: Questionnaire,
+    aggregate: UnitAggregate,
+    frames: Mapping[str, GroupFrame] | None = None,
+) -> UnitScore:
+    """The unit's index; ``frames`` (group -> population and target sample) replace the
+    questionnaire's ``target`` and ``min_sample`` of the groups whose population is known."""
+    frames = frames or {}
     group_weights: dict[str, float] = {g.code: g.weight for g in questionnaire.groups}
     indices: dict[str, float] = {}
     errors: dict[str, tuple[float, float] | None] = {}
@@ -316,7 +333,9 @@ def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitSc
         if index is not None and shown:
             indices[group.code] = index
             errors[group.code] = (se, df) if se is not None and df is not None else None
-        needed = max(group.min_sample, K_ANONYMITY)
+        frame = frames.get(group.code)
+        min_sample = frame.target if frame is not None else group.min_sample
+        needed = max(min_sample, K_ANONYMITY)
         if agg.n_indexed < needed:
             missing[group.code] = needed - agg.n_indexed
         ci = None
@@ -326,11 +345,12 @@ def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitSc
             GroupScore(
                 code=group.code,
                 n=agg.n,
-                target=group.target,
-                min_sample=group.min_sample,
+                target=frame.target if frame is not None else group.target,
+                min_sample=min_sample,
                 index=index if shown else None,
                 ci=ci,
                 shown=shown,
+                population=frame.population if frame is not None else None,
             )
         )
     unit_index = weighted_mean(indices, group_weights)
