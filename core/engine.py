@@ -441,9 +441,13 @@ class Engine:
                 await count_screenout(
                     turn.tx, self.period, turn.state.unit, group.code, screen.id, option.code
                 )
+            reason = option.reason.get(turn.state.locale) if option.reason else ""
+            if not option.retry_other_group:  # no other group is offered: the attempt ends
+                self._reset(turn, "done")
+                turn.say(html.escape(reason), [], edit=True)
+                return
             turn.state.stage = "ineligible"
             seq = self._advance(turn)
-            reason = option.reason.get(turn.state.locale) if option.reason else ""
             turn.say(
                 html.escape(reason),
                 [[Button(turn._("Choose another group"), token(seq, "again"))]],

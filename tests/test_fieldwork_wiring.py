@@ -15,6 +15,7 @@ import pytest
 
 from core.engine import Engine
 from core.export import export_rows
+from core.fieldwork import screenouts
 from core.invitations import issue, personal_token
 from core.population import Population, replace_population, target_sample
 from core.publish import published_unit_score
@@ -232,3 +233,41 @@ async def test_export_over_chat_is_a_workbook_with_fieldwork_columns(
     workbook = openpyxl.load_workbook(io.BytesIO(call.params["document"].content))
     header = [c.value for c in next(workbook["Skor unit"].iter_rows(max_row=1))]
     assert {"completed_eksternal", "target_eksternal", "population_eksternal"} <= set(header)
+
+
+# -- screening that fits -----------------------------------------------------------------
+def test_retry_other_group_is_a_per_option_flag(questionnaire: Questionnaire) -> None:
+    options = {
+        (screen.id, option.code): option.retry_other_group
+        for group in questionnaire.groups
+        for screen in group.screening
+        for option in screen.options
+        if not option.eligible
+    }
+    assert options[("ex_s_urus", "perantara")] is False
+    assert options[("in_s_pegawai", "kepala")] is False
+    assert options[("in_s_pegawai", "tidak")] is True  # staff of another unit may be users
+
+
+async def test_a_broker_user_is_not_offered_another_group(
+    engine: Engine, storage: Storage
+) -> None:
+    r = Respondent(engine, user_id="300")
+    await start_as(r, "Pengguna layanan", ["Ya, pernah", "Lewat calo/perantara"], "kesehatan")
+    assert r.last is not None and "perantara" in r.last.replies[-1].text
+    assert r.last.replies[-1].buttons == []  # no "Pilih kelompok lain"
+    async with storage.read() as tx:
+        outs = await screenouts(tx, "2025")
+    assert [(o.option, o.attempts) for o in outs] == [("perantara", 1)]
+
+
+async def test_the_unit_head_is_screened_out_without_another_group(engine: Engine) -> None:
+    head = Respondent(engine, user_id="301")
+    await start_as(head, "Pegawai unit", ["kepala unit"], "kesehatan")
+    assert head.last is not None
+    assert "Kepala unit tidak menilai unitnya sendiri" in head.last.replies[-1].text
+    assert head.last.replies[-1].buttons == []
+
+    outsider = Respondent(engine, user_id="302")
+    await start_as(outsider, "Pegawai unit", ["Tidak"], "kesehatan")
+    assert outsider.labels() == ["Pilih kelompok lain"]
