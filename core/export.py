@@ -67,12 +67,14 @@ from core.questionnaire import Question, Questionnaire
 from core.redaction import redact
 from core.retention import is_closed
 from core.scoring import (
+    CITY_UNIT,
     K_ANONYMITY,
     Band,
     GroupFrame,
     group_index,
     item_score,
     score_unit,
+    with_city_level,
 )
 from core.storage import Transaction
 from core.units import UnitRegistry
@@ -286,6 +288,7 @@ async def _score_tables(
     names = {u.code: u.name for u in units.units}
     unit_codes = [u.code for u in units.units] + sorted(set(completed) - set(names))
 
+    city = await load_unit_aggregate(tx, period, CITY_UNIT)
     scored = []
     for code in unit_codes:
         aggregate = await load_unit_aggregate(tx, period, code)
@@ -301,7 +304,12 @@ async def _score_tables(
             for (unit, g), size in frame.items()
             if unit == code and margin is not None
         }
-        score = score_unit(questionnaire, aggregate, frames)
+        borrowed, replaced = (
+            with_city_level(questionnaire, aggregate, city)
+            if code != CITY_UNIT
+            else (aggregate, frozenset[str]())
+        )
+        score = score_unit(questionnaire, borrowed, frames, replaced)
         targets = {g.code: g.target for g in score.groups}
         n_completed, n_counted = completed.get(code, (0, 0))
         groups = [aggregate.groups.get(g) for g in group_codes]

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from core.population import unit_frames
 from core.questionnaire import Questionnaire
 from core.scoring import (
+    CITY_UNIT,
     K_ANONYMITY,
     GroupAggregate,
     Tally,
@@ -34,6 +35,7 @@ from core.scoring import (
     group_estimate,
     pooled_index,
     score_unit,
+    with_city_level,
 )
 from core.storage import Transaction
 
@@ -168,7 +170,12 @@ async def published_unit_score(
     its target sample, not the questionnaire's ``min_sample``, to stop being provisional.
     """
     frames = await unit_frames(tx, period, unit, margin) if margin is not None else None
-    return score_unit(questionnaire, await load_published_aggregate(tx, period, unit), frames)
+    aggregate = await load_published_aggregate(tx, period, unit)
+    replaced: frozenset[str] = frozenset()
+    if unit != CITY_UNIT and any(g.city_level for g in questionnaire.groups):
+        city = await load_published_aggregate(tx, period, CITY_UNIT)
+        aggregate, replaced = with_city_level(questionnaire, aggregate, city)
+    return score_unit(questionnaire, aggregate, frames, replaced)
 
 
 async def published_unit_scores(

@@ -120,6 +120,9 @@ class Group(_Model):
     min_sample: Annotated[int, Field(ge=1)] = 5
     target: Annotated[int, Field(ge=1)] = 30
     one_unit_per_period: bool = False
+    # Counted at the level of the whole government (experts): a unit with fewer than
+    # its minimum of its own uses the city-level figure of the group instead.
+    city_level: bool = False
 
 
 class Dimension(_Model):

@@ -273,6 +273,16 @@ def render_unit(report: UnitReport, questionnaire: Questionnaire, locale: str) -
             f"n {html.escape(n_range(group.n))} – {value}"
         )
         lines.append("   " + html.escape(reach_text(group, locale)))
+        if group.city_level:
+            lines.append(
+                "   "
+                + html.escape(
+                    tr.gettext(
+                        "city-level figure: fewer than {n} of the unit's own, so the experts' "
+                        "assessment of the whole government is used"
+                    ).format(n=group.min_sample)
+                )
+            )
     lines += ["", "<b>{}</b>".format(tr.gettext("Dimensions"))]
     for dimension in score.dimensions:
         if dimension.score is None:

@@ -19,12 +19,20 @@ from core.fieldwork import screenouts
 from core.invitations import issue, personal_token
 from core.population import Population, replace_population, target_sample
 from core.publish import published_unit_score
-from core.questionnaire import Questionnaire
-from core.report import share_range
-from core.scoring import GroupAggregate, GroupFrame, UnitAggregate, score_unit
+from core.questionnaire import Dimension, Questionnaire, load_questionnaire
+from core.report import UnitReport, render_unit, share_range
+from core.scoring import (
+    CITY_UNIT,
+    GroupAggregate,
+    GroupFrame,
+    Tally,
+    UnitAggregate,
+    score_unit,
+    with_city_level,
+)
 from core.storage import Storage
-from core.units import UnitRegistry
-from tests.conftest import SECRET
+from core.units import Unit, UnitRegistry
+from tests.conftest import QUESTIONNAIRE_PATH, SECRET
 from tests.fake_bot_api import FakeBotApi
 from tests.survey_driver import Clock, Respondent, answer_all, start_as
 from tests.telegram_driver import TelegramUser, running_bot, settings_for, start_as_service_user
@@ -271,3 +279,85 @@ async def test_the_unit_head_is_screened_out_without_another_group(engine: Engin
     outsider = Respondent(engine, user_id="302")
     await start_as(outsider, "Pegawai unit", ["Tidak"], "kesehatan")
     assert outsider.labels() == ["Pilih kelompok lain"]
+
+
+# -- experts counted at the city level ---------------------------------------------------
+def shown_group(questionnaire: Questionnaire, group: str, n: int, mean: float) -> GroupAggregate:
+    dimensions = [d.code for d in questionnaire.dimensions if group in d.groups]
+    return GroupAggregate(
+        n=n,
+        n_indexed=n,
+        dimensions={d: Tally(n=n, total=n * mean) for d in dimensions},
+        se=2.0,
+        df=n - 1,
+    )
+
+
+async def publish_rows(storage: Storage, unit: str, group: str, n: int, mean: float) -> None:
+    async with storage.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO published(period, unit_code, group_code, kind, name, n, se, df) "
+            "VALUES ('2025', ?, ?, 'group', '', ?, 2.0, ?)",
+            (unit, group, n, n - 1),
+        )
+        await tx.executemany(
+            "INSERT INTO published(period, unit_code, group_code, kind, name, n, total) "
+            "VALUES ('2025', ?, ?, 'dimension', ?, ?, ?)",
+            [(unit, group, d.code, n, n * mean) for d in dimensions_of(group)],
+        )
+
+
+def dimensions_of(group: str) -> list[Dimension]:
+    return [d for d in load_questionnaire(QUESTIONNAIRE_PATH).dimensions if group in d.groups]
+
+
+def test_a_unit_short_of_its_own_experts_uses_the_city_level_figure(
+    questionnaire: Questionnaire,
+) -> None:
+    unit = UnitAggregate(unit="dinkes", period="2025")
+    unit.groups["internal"] = shown_group(questionnaire, "internal", 12, 80.0)
+    unit.groups["eksternal"] = shown_group(questionnaire, "eksternal", 12, 80.0)
+    unit.groups["eksper"] = GroupAggregate(n=2, n_indexed=2)
+    city = UnitAggregate(unit=CITY_UNIT, period="2025")
+    city.groups["eksper"] = shown_group(questionnaire, "eksper", 9, 60.0)
+
+    alone = score_unit(questionnaire, unit)
+    assert alone.provisional and "eksper" in alone.missing
+
+    borrowed, replaced = with_city_level(questionnaire, unit, city)
+    score = score_unit(questionnaire, borrowed, None, replaced)
+    assert replaced == {"eksper"} and not score.provisional
+    experts = next(g for g in score.groups if g.code == "eksper")
+    assert experts.city_level and experts.shown and experts.index == pytest.approx(60.0)
+
+    # Enough experts of its own: the unit's own figure stays.
+    unit.groups["eksper"] = shown_group(questionnaire, "eksper", 6, 90.0)
+    assert with_city_level(questionnaire, unit, city)[1] == frozenset()
+    # A unit nobody of its own assessed borrows nothing (no score made of the city's).
+    empty = UnitAggregate(unit="bappeda", period="2025")
+    assert with_city_level(questionnaire, empty, city)[1] == frozenset()
+    # A city figure of fewer than the minimum is not used either.
+    unit.groups["eksper"] = GroupAggregate(n=2, n_indexed=2)
+    city.groups["eksper"] = shown_group(questionnaire, "eksper", 4, 60.0)
+    assert with_city_level(questionnaire, unit, city)[1] == frozenset()
+
+
+async def test_skor_uses_the_published_city_level_expert_figure(
+    storage: Storage, questionnaire: Questionnaire
+) -> None:
+    await publish_rows(storage, "dinkes", "internal", 12, 80.0)
+    await publish_rows(storage, "dinkes", "eksternal", 12, 80.0)
+    async with storage.read() as tx:
+        before = await published_unit_score(tx, questionnaire, "2025", "dinkes")
+    assert before.provisional and set(before.missing) == {"eksper"}
+    await publish_rows(storage, CITY_UNIT, "eksper", 9, 60.0)
+    async with storage.read() as tx:
+        after = await published_unit_score(tx, questionnaire, "2025", "dinkes")
+    assert not after.provisional
+    assert [g.code for g in after.groups if g.city_level] == ["eksper"]
+    report = render_unit(
+        UnitReport(unit=Unit(code="dinkes", name="Dinas Kesehatan", kind="dinas"), score=after),
+        questionnaire,
+        "id",
+    )
+    assert "tingkat kota" in report
