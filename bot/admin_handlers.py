@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 DESK_KEY = "desk"  # where the Telegram application keeps its Desk
 NEW_PRIVATE = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
 _ARGS = re.compile(r"^/\S+\s?(.*)$", re.DOTALL)
-_BUTTON = re.compile(r"^adm\|(rank|rev|rvi|rma)\|([0-9]{1,18})$")
+_BUTTON = re.compile(r"^adm\|(rank|prog|rev|rvi|rma)\|([0-9]{1,18})$")
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -139,6 +139,18 @@ async def rekap(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     desk = desk_of(context.application)
     result = await desk.recap(caller_of(update))
     await respond(update, "rekap", result, lambda v: render.recap(v, desk.questionnaire))
+
+
+async def progres(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The daily progress table: responses / target / population, furthest behind first."""
+    desk = desk_of(context.application)
+    args = command_args(update)
+    page = d.parse_page(args) if args else 1
+    if page is None:
+        await bad_arguments(update, context, "progres")
+        return
+    result = await desk.progress(caller_of(update), page)
+    await respond(update, "progres", result, render.progress)
 
 
 async def undang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -253,12 +265,20 @@ async def on_admin_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         await answer_query(query, render.refusal(Refused("button_unknown", view.locale), "admin"))
         return
     action, number = match.group(1), int(match.group(2))
-    if action == "rank":
-        ranking = await desk.ranking(caller, number + 1)
-        if isinstance(ranking, Refused):
-            await answer_query(query, render.refusal(ranking, "peringkat"))
-            return
-        rendered = render.ranking(ranking, desk.questionnaire)
+    if action in ("rank", "prog"):
+        rendered: Rendered
+        if action == "rank":
+            ranking = await desk.ranking(caller, number + 1)
+            if isinstance(ranking, Refused):
+                await answer_query(query, render.refusal(ranking, "peringkat"))
+                return
+            rendered = render.ranking(ranking, desk.questionnaire)
+        else:
+            table = await desk.progress(caller, number + 1)
+            if isinstance(table, Refused):
+                await answer_query(query, render.refusal(table, "progres"))
+                return
+            rendered = render.progress(table)
         await answer_query(query, None)
         message = query.message if isinstance(query.message, Message) else None
         if message is not None:
@@ -298,6 +318,7 @@ COMMANDS: dict[str, Handler] = {
     "daftar": daftar,
     "peringkat": peringkat,
     "rekap": rekap,
+    "progres": progres,
     "undang": undang,
     "undangan": undangan,
     "pejabat": pejabat,

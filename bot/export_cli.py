@@ -112,7 +112,14 @@ async def export_command(
     texts: Table | None = None
     async with read_snapshot(settings.database_path) as tx:
         if out is not None:
-            data = await export_rows(tx, questionnaire, units, period, open_period=open_period)
+            data = await export_rows(
+                tx,
+                questionnaire,
+                units,
+                period,
+                open_period=open_period,
+                margin=settings.sample_margin_of_error,
+            )
         if free_text is not None:
             texts = await free_text_rows(tx, questionnaire, period)
 

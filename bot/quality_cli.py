@@ -90,7 +90,14 @@ async def flags_review_command(
     try:
         async with storage.transaction() as tx:
             flags = await review_flag(
-                tx, questionnaire, response_id, decision, actor, reason, utcnow()
+                tx,
+                questionnaire,
+                response_id,
+                decision,
+                actor,
+                reason,
+                utcnow(),
+                sampled_only=settings.sampled_only,
             )
     except ReviewError as exc:
         print(f"spi-bot flags {decision}: {exc}", file=sys.stderr)

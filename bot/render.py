@@ -20,6 +20,7 @@ from core import desk as d
 from core.aggregates import Correction, CorrectionCategory
 from core.broadcast import MAX_TEXT_LENGTH
 from core.events import Button
+from core.fieldwork import progress_table
 from core.i18n import N_, gettext_for
 from core.questionnaire import Questionnaire
 from core.reminders import ReminderState
@@ -67,6 +68,7 @@ class Rendered:
 USAGE: dict[str, str] = {
     "skor": N_("Usage: /skor <unit code or name>, e.g. /skor dinkes"),
     "peringkat": N_("Usage: /peringkat [page], e.g. /peringkat 2"),
+    "progres": N_("Usage: /progres [page], e.g. /progres 2"),
     "undang": N_("Usage: /undang <unit code or name>, e.g. /undang dinkes"),
     "undangan": N_("Usage: /undangan lists the open invites, each with a button to revoke it."),
     "daftar": N_("Usage: /daftar <invite code>"),
@@ -183,8 +185,36 @@ def recap(view: d.RecapView, questionnaire: Questionnaire) -> Rendered:
             view.government,
             view.flags,
             city_index=view.city_index,
+            screened=view.screenouts,
+            completed=view.completed,
         )
     )
+
+
+def progress(view: d.ProgressView) -> Rendered:
+    """The progress table in a monospace block, furthest behind first, with page buttons."""
+    tr = gettext_for(view.locale)
+    head = say(
+        tr,
+        N_(
+            "Progress {period}: {behind} of {total} unit groups behind their target "
+            "(page {page}/{pages}; targets at ±{margin} points, 95%)"
+        ),
+        period=view.period,
+        behind=view.behind,
+        total=view.total,
+        page=view.page + 1,
+        pages=view.pages,
+        margin=number(view.margin * 100, view.locale, 0),
+    )
+    table = html.escape(progress_table(view.rows), quote=False) if view.rows else ""
+    text = bold(head) + (f"\n<pre>{table}</pre>" if table else "")
+    row = []
+    if view.page > 0:
+        row.append(Button("⬅️", f"adm|prog|{view.page - 1}"))
+    if view.page < view.pages - 1:
+        row.append(Button("➡️", f"adm|prog|{view.page + 1}"))
+    return Rendered(text, [row] if row else [])
 
 
 # -- invites, admins, officials ----------------------------------------------------------

@@ -127,6 +127,7 @@ async def open_services(
         key,
         default_locale=settings.default_locale,
         notice=notice,
+        sampled_only=settings.sampled_only,
     )
     return Services(settings, questionnaire, units, storage, engine, key)
 

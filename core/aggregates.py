@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from core.invitations import counts_in_index
 from core.model import iso
 from core.publish import live_respondents, note_change
 from core.quality import (
@@ -64,8 +65,13 @@ async def record_completion(
     duration: int | None,
     now: dt.datetime,
     bursts: BurstWatch,
+    sampled_only: bool = False,
 ) -> None:
-    """Score a just-completed response, flag it, and add it to the tallies."""
+    """Score a just-completed response, flag it, and add it to the tallies.
+
+    With ``sampled_only`` (SAMPLED_ONLY) a response that did not come by a personal
+    sampled invitation is scored and flagged but stays out of the tallies.
+    """
     response = await tx.get_response(response_id)
     assert response is not None
     answers = await tx.answers(response_id)
@@ -88,7 +94,7 @@ async def record_completion(
         (index, ",".join(sorted(flags)), response_id),
     )
     if not (flags and questionnaire.quality.exclude_flagged):
-        await apply_response(tx, questionnaire, response_id, +1)
+        await apply_response(tx, questionnaire, response_id, +1, sampled_only)
     window = dt.timedelta(minutes=questionnaire.quality.burst_minutes)
     recent = bursts.completed(
         response.period, response.unit, response.group, response_id, now, window
@@ -131,6 +137,7 @@ async def review_flag(
     actor: str,
     reason: str,
     now: dt.datetime,
+    sampled_only: bool = False,
 ) -> list[str]:
     """An admin's decision on a flagged response, appended to the audit log.
 
@@ -153,7 +160,7 @@ async def review_flag(
         raise ReviewError(f"response {response_id} carries no flag")
     if decision == "unflag":
         await tx.execute("UPDATE responses SET flags = '' WHERE id = ?", (response_id,))
-        await apply_response(tx, questionnaire, response_id, +1)  # no-op when counted
+        await apply_response(tx, questionnaire, response_id, +1, sampled_only)  # no-op if counted
     detail = json.dumps(
         {"response": response_id, "flags": flags, "reason": reason}, ensure_ascii=False
     )
@@ -162,9 +169,21 @@ async def review_flag(
 
 
 async def apply_response(
-    tx: Transaction, questionnaire: Questionnaire, response_id: int, sign: int
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    response_id: int,
+    sign: int,
+    sampled_only: bool = False,
 ) -> None:
-    """Add (+1) or remove (−1) one response's contribution; idempotent per direction."""
+    """Add (+1) or remove (−1) one response's contribution; idempotent per direction.
+
+    With ``sampled_only`` a response is only added if it came by a personal sampled
+    invitation (core.invitations.counts_in_index).
+    """
+    if sign > 0 and sampled_only:
+        row = await tx.fetchone("SELECT route FROM responses WHERE id = ?", (response_id,))
+        if row is None or not counts_in_index(str(row["route"]), sampled_only):
+            return
     counted = 1 if sign > 0 else 0
     changed = await tx.execute(
         "UPDATE responses SET counted = ? WHERE id = ? AND counted != ?",

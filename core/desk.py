@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Concatenate, Literal, ParamSpec, TypeVar
 
-from core import access
+from core import access, fieldwork
 from core import broadcast as bc
 from core.access import Admin, Invite, Official, Role
 from core.aggregates import (
@@ -42,6 +42,7 @@ from core.aggregates import (
 )
 from core.config import Settings
 from core.export import ExportData, export_rows
+from core.fieldwork import Progress, ScreenOut, completed_counts, screenouts
 from core.i18n import SUPPORTED_LOCALES
 from core.identity import pseudonym
 from core.model import utcnow
@@ -54,6 +55,7 @@ from core.storage import Storage, Transaction
 from core.units import Unit, UnitRegistry
 
 RANKING_PAGE = 15
+PROGRESS_PAGE = 20  # rows of the progress table per message
 RECENT_BROADCASTS = 5
 MAX_QUERY = 100  # characters of a unit code or name
 MAX_REASON = 500  # characters of a correction's reason
@@ -134,6 +136,22 @@ class RecapView:
     government: str
     flags: dict[str, int]
     city_index: float | None = None
+    screenouts: list[ScreenOut] = field(default_factory=list)  # attempts, per ineligible answer
+    completed: dict[str, int] = field(default_factory=dict)  # completed responses per group
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    """Responses / target / population per unit and group, furthest behind first."""
+
+    locale: str
+    period: str
+    rows: list[Progress]  # the page's rows
+    behind: int  # unit groups still behind their target, over all pages
+    total: int  # unit groups, over all pages
+    page: int  # 0-based, within range
+    pages: int
+    margin: float
 
 
 @dataclass(frozen=True)
@@ -376,7 +394,9 @@ class Desk:
     # -- scores ---------------------------------------------------------------------
     async def _unit_score(self, tx: Transaction, unit: str, period: str) -> UnitScore:
         """The one place a unit's score is read: its published figures, never live ones."""
-        return await published_unit_score(tx, self.questionnaire, period, unit)
+        return await published_unit_score(
+            tx, self.questionnaire, period, unit, self.settings.sample_margin_of_error
+        )
 
     async def _report(self, tx: Transaction, unit: Unit, admin: bool) -> UnitReport:
         score = await self._unit_score(tx, unit.code, self.period)
@@ -428,7 +448,39 @@ class Desk:
         flags = await flag_counts(tx, self.period, None)
         codes = [unit.code for unit in self.units.units]
         city = await published_city_index(tx, self.questionnaire, self.period, codes)
-        return RecapView(who.locale, reports, self.units.government, flags, city)
+        counts = await completed_counts(tx, self.period, self.settings.sampled_only)
+        completed: dict[str, int] = {}
+        for (_unit, group), n in counts.items():
+            completed[group] = completed.get(group, 0) + n
+        return RecapView(
+            who.locale,
+            reports,
+            self.units.government,
+            flags,
+            city,
+            screenouts=await screenouts(tx, self.period),
+            completed=completed,
+        )
+
+    @admins_only(write=False)
+    async def progress(self, tx: Transaction, who: Who, page: int = 1) -> ProgressView:
+        """The daily progress table (core.fieldwork.progress), one page (1-based, clamped)."""
+        margin = self.settings.sample_margin_of_error
+        rows = await fieldwork.progress(
+            tx, self.questionnaire, self.units, margin, self.settings.sampled_only
+        )
+        pages = max(1, -(-len(rows) // PROGRESS_PAGE))
+        index = min(max(page - 1, 0), pages - 1)
+        return ProgressView(
+            locale=who.locale,
+            period=self.period,
+            rows=rows[index * PROGRESS_PAGE : (index + 1) * PROGRESS_PAGE],
+            behind=sum(1 for r in rows if r.shortfall),
+            total=len(rows),
+            page=index,
+            pages=pages,
+            margin=margin,
+        )
 
     # -- invites --------------------------------------------------------------------
     @admins_only(write=True)
@@ -658,7 +710,13 @@ class Desk:
                 caller.actor, "export", f"period={self.period} format=xlsx via=chat", self.clock()
             )
         async with self.storage.read() as tx:
-            data = await export_rows(tx, self.questionnaire, self.units, self.period)
+            data = await export_rows(
+                tx,
+                self.questionnaire,
+                self.units,
+                self.period,
+                margin=self.settings.sample_margin_of_error,
+            )
         return ExportReady(who.locale, data, self.period)
 
     def _unit_name(self, code: str) -> str:

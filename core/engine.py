@@ -97,8 +97,10 @@ class Engine:
         default_locale: str = "id",
         clock: Callable[[], dt.datetime] = utcnow,
         notice: PrivacyNotice | None = None,
+        sampled_only: bool = False,
     ) -> None:
         self.questionnaire = questionnaire
+        self.sampled_only = sampled_only  # SAMPLED_ONLY: only sampled invitations count
         self.units = units
         self.storage = storage
         self.secret_key = secret_key
@@ -439,9 +441,13 @@ class Engine:
                 await count_screenout(
                     turn.tx, self.period, turn.state.unit, group.code, screen.id, option.code
                 )
+            reason = option.reason.get(turn.state.locale) if option.reason else ""
+            if not option.retry_other_group:  # no other group is offered: the attempt ends
+                self._reset(turn, "done")
+                turn.say(html.escape(reason), [], edit=True)
+                return
             turn.state.stage = "ineligible"
             seq = self._advance(turn)
-            reason = option.reason.get(turn.state.locale) if option.reason else ""
             turn.say(
                 html.escape(reason),
                 [[Button(turn._("Choose another group"), token(seq, "again"))]],
@@ -969,7 +975,13 @@ class Engine:
         duration = int((turn.now - started).total_seconds()) if started is not None else None
         await turn.tx.complete_response(state.response_id, turn.now.date(), duration)
         await record_completion(
-            turn.tx, self.questionnaire, state.response_id, duration, turn.now, self.bursts
+            turn.tx,
+            self.questionnaire,
+            state.response_id,
+            duration,
+            turn.now,
+            self.bursts,
+            self.sampled_only,
         )
         seq = self._reset(turn, "done")
         turn.say(

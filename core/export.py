@@ -59,11 +59,23 @@ from core.aggregates import (
     flag_counts,
     load_unit_aggregate,
 )
+from core.fieldwork import completed_counts
+from core.invitations import response_rates
 from core.model import AnswerValue, utcnow
+from core.population import populations, target_sample
 from core.questionnaire import Question, Questionnaire
 from core.redaction import redact
 from core.retention import is_closed
-from core.scoring import K_ANONYMITY, Band, group_index, item_score, score_unit
+from core.scoring import (
+    CITY_UNIT,
+    K_ANONYMITY,
+    Band,
+    GroupFrame,
+    group_index,
+    item_score,
+    score_unit,
+    with_city_level,
+)
 from core.storage import Transaction
 from core.units import UnitRegistry
 
@@ -215,6 +227,7 @@ async def export_rows(
     now: dt.datetime | None = None,
     k: int = K_ANONYMITY,
     rng: random.Random | None = None,
+    margin: float | None = None,
 ) -> ExportData:
     """Collect every table of one period inside one transaction.
 
@@ -222,12 +235,16 @@ async def export_rows(
     is given. With ``actor`` the export is also recorded in the audit log in
     this transaction (which must then be a write transaction); callers reading
     through a read-only snapshot call :func:`record_export` themselves first.
+    ``margin`` (SAMPLE_MARGIN_OF_ERROR) turns known populations into target samples;
+    without it every group's target is the questionnaire's.
     """
     closed = await is_closed(tx, period)
     microdata = closed or open_period
     if actor is not None:
         await record_export(tx, actor, now or utcnow(), period, fmt, microdata, open_period)
-    units_table, dimensions_table = await _score_tables(tx, questionnaire, units, period, k)
+    units_table, dimensions_table = await _score_tables(
+        tx, questionnaire, units, period, k, margin
+    )
     data = ExportData(
         period=period,
         units=units_table,
@@ -245,9 +262,20 @@ async def export_rows(
 
 # -- scores ----------------------------------------------------------------
 async def _score_tables(
-    tx: Transaction, questionnaire: Questionnaire, units: UnitRegistry, period: str, k: int
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    units: UnitRegistry,
+    period: str,
+    k: int,
+    margin: float | None,
 ) -> tuple[Table, Table]:
-    """Unit scores and group dimension means; figures of fewer than k people stay empty."""
+    """Unit scores and group dimension means; figures of fewer than k people stay empty.
+
+    Per group also the fieldwork: completed responses, target, population and the
+    personal invitations used / sent (the response rate)."""
+    frame = await populations(tx, period)
+    done = await completed_counts(tx, period)
+    rates = {(r.unit, r.group): r for r in await response_rates(tx, period)}
     group_codes = [g.code for g in questionnaire.groups]
     completed = {
         str(row["unit_code"]): (int(row["completed"]), int(row["counted"]))
@@ -260,6 +288,7 @@ async def _score_tables(
     names = {u.code: u.name for u in units.units}
     unit_codes = [u.code for u in units.units] + sorted(set(completed) - set(names))
 
+    city = await load_unit_aggregate(tx, period, CITY_UNIT)
     scored = []
     for code in unit_codes:
         aggregate = await load_unit_aggregate(tx, period, code)
@@ -270,7 +299,18 @@ async def _score_tables(
     unit_rows: list[list[Cell]] = []
     dimension_rows: list[list[Cell]] = []
     for code, aggregate, flags in scored:
-        score = score_unit(questionnaire, aggregate)
+        frames = {
+            g: GroupFrame(size, target_sample(size, margin))
+            for (unit, g), size in frame.items()
+            if unit == code and margin is not None
+        }
+        borrowed, replaced = (
+            with_city_level(questionnaire, aggregate, city)
+            if code != CITY_UNIT
+            else (aggregate, frozenset[str]())
+        )
+        score = score_unit(questionnaire, borrowed, frames, replaced)
+        targets = {g.code: g.target for g in score.groups}
         n_completed, n_counted = completed.get(code, (0, 0))
         groups = [aggregate.groups.get(g) for g in group_codes]
         unit_rows.append(
@@ -291,6 +331,17 @@ async def _score_tables(
                 int(score.provisional),
                 *[flags.get(flag, 0) for flag in flag_names],
                 "; ".join(aggregate.reasons),
+                *[
+                    cell
+                    for g in group_codes
+                    for cell in (
+                        done.get((code, g), 0),
+                        targets.get(g),
+                        frame.get((code, g)),
+                        rates[(code, g)].sent if (code, g) in rates else 0,
+                        rates[(code, g)].used if (code, g) in rates else 0,
+                    )
+                ],
             ]
         )
         for group_code, group in zip(group_codes, groups, strict=True):
@@ -342,6 +393,11 @@ async def _score_tables(
             "provisional",
             *[f"flag_{f}" for f in flag_names],
             "correction_reasons",
+            *[
+                f"{column}_{g}"
+                for g in group_codes
+                for column in ("completed", "target", "population", "invited", "invited_used")
+            ],
         ],
         rows=unit_rows,
     )

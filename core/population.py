@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.questionnaire import DataFileError, Issue
+from core.scoring import GroupFrame
 from core.storage import Transaction
 from core.units import UnitRegistry
 
@@ -195,3 +196,21 @@ async def populations(tx: Transaction, period: str) -> dict[tuple[str, str], int
         "SELECT unit_code, group_code, size FROM populations WHERE period = ?", (period,)
     )
     return {(r["unit_code"], r["group_code"]): int(r["size"]) for r in rows}
+
+
+async def unit_frames(
+    tx: Transaction, period: str, unit: str, margin: float
+) -> dict[str, GroupFrame]:
+    """Per group of ``unit`` with a known population: size and target sample.
+
+    The target replaces the questionnaire's fixed ``min_sample`` for the
+    "provisional" decision (docs/scoring.md, "Target sample").
+    """
+    rows = await tx.fetchall(
+        "SELECT group_code, size FROM populations WHERE period = ? AND unit_code = ?",
+        (period, unit),
+    )
+    return {
+        str(r["group_code"]): GroupFrame(int(r["size"]), target_sample(int(r["size"]), margin))
+        for r in rows
+    }

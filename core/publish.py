@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from core.population import unit_frames
 from core.questionnaire import Questionnaire
 from core.scoring import (
+    CITY_UNIT,
     K_ANONYMITY,
     GroupAggregate,
     Tally,
@@ -33,6 +35,7 @@ from core.scoring import (
     group_estimate,
     pooled_index,
     score_unit,
+    with_city_level,
 )
 from core.storage import Transaction
 
@@ -155,17 +158,38 @@ async def _deduction(tx: Transaction, period: str, unit: str) -> float:
 
 
 async def published_unit_score(
-    tx: Transaction, questionnaire: Questionnaire, period: str, unit: str
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    period: str,
+    unit: str,
+    margin: float | None = None,
 ) -> UnitScore:
-    """The unit's score as officials may see it (`/skor`): published figures only."""
-    return score_unit(questionnaire, await load_published_aggregate(tx, period, unit))
+    """The unit's score as officials may see it (`/skor`): published figures only.
+
+    With ``margin`` (SAMPLE_MARGIN_OF_ERROR), a group whose population is known needs
+    its target sample, not the questionnaire's ``min_sample``, to stop being provisional.
+    """
+    frames = await unit_frames(tx, period, unit, margin) if margin is not None else None
+    aggregate = await load_published_aggregate(tx, period, unit)
+    replaced: frozenset[str] = frozenset()
+    if unit != CITY_UNIT and any(g.city_level for g in questionnaire.groups):
+        city = await load_published_aggregate(tx, period, CITY_UNIT)
+        aggregate, replaced = with_city_level(questionnaire, aggregate, city)
+    return score_unit(questionnaire, aggregate, frames, replaced)
 
 
 async def published_unit_scores(
-    tx: Transaction, questionnaire: Questionnaire, period: str, units: Sequence[str]
+    tx: Transaction,
+    questionnaire: Questionnaire,
+    period: str,
+    units: Sequence[str],
+    margin: float | None = None,
 ) -> dict[str, UnitScore]:
     """Every unit's published score, for `/peringkat` and `/rekap`."""
-    return {unit: await published_unit_score(tx, questionnaire, period, unit) for unit in units}
+    return {
+        unit: await published_unit_score(tx, questionnaire, period, unit, margin)
+        for unit in units
+    }
 
 
 async def published_city_index(

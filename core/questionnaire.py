@@ -90,6 +90,9 @@ class ScreeningOption(_Model):
     eligible: bool = True
     reason: LocalizedText | None = None  # told to a respondent who is not eligible
     short: LocalizedText | None = None  # for channels with short button titles (WhatsApp)
+    # An ineligible answer offers "Choose another group" only where that is honest:
+    # someone whose service went through a broker may not retry as a service user.
+    retry_other_group: bool = True
 
     @model_validator(mode="after")
     def _reason_when_ineligible(self) -> ScreeningOption:
@@ -117,6 +120,9 @@ class Group(_Model):
     min_sample: Annotated[int, Field(ge=1)] = 5
     target: Annotated[int, Field(ge=1)] = 30
     one_unit_per_period: bool = False
+    # Counted at the level of the whole government (experts): a unit with fewer than
+    # its minimum of its own uses the city-level figure of the group instead.
+    city_level: bool = False
 
 
 class Dimension(_Model):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import html
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +18,7 @@ from babel.numbers import format_decimal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.config import PROJECT_ROOT
+from core.fieldwork import ScreenOut
 from core.i18n import gettext_for
 from core.questionnaire import (
     DataFileError,
@@ -27,6 +30,7 @@ from core.questionnaire import (
 from core.scoring import (
     K_ANONYMITY,
     Band,
+    GroupScore,
     UnitScore,
     shown_value,
     undecided_bands,
@@ -66,6 +70,30 @@ def n_range(n: int) -> str:
         if n >= lowest:
             return label
     return f"<{K_ANONYMITY}"
+
+
+def _n_bounds(n: int) -> tuple[int, int | None]:
+    """The lowest and highest count of the range ``n`` is shown in (None: open-ended)."""
+    upper: int | None = None
+    for lowest, _label in N_RANGES:
+        if n >= lowest:
+            return lowest, upper
+        upper = lowest - 1
+    return 0, upper
+
+
+def share_range(n: int, target: int) -> str:
+    """The share of the target reached, from the range ``n`` is shown in, widened outward
+    to whole tens of percent: it moves only when the count's range does, so it cannot be
+    differenced any finer than the count itself ("20–50%", "≥100%")."""
+    if target <= 0:
+        return "–"
+    low, high = _n_bounds(n)
+    low_pct = math.floor(low * 10 / target) * 10
+    if high is None or high * 10 > 10 * target:
+        return f"≥{min(low_pct, 100)}%"
+    high_pct = math.ceil(high * 10 / target) * 10
+    return f"{low_pct}–{high_pct}%"
 
 
 def band_label(band: Band, questionnaire: Questionnaire, locale: str) -> str:
@@ -207,10 +235,11 @@ def render_unit(report: UnitReport, questionnaire: Questionnaire, locale: str) -
             )
         )
     if score.provisional:
+        needed = {g.code: g.min_sample for g in score.groups}
         missing = ", ".join(
             tr.gettext("{group} at least {n}").format(
                 group=_group_title(questionnaire, g, locale),
-                n=max(K_ANONYMITY, _min_sample(questionnaire, g)),
+                n=max(K_ANONYMITY, needed.get(g, _min_sample(questionnaire, g))),
             )
             for g in score.missing
         )
@@ -243,6 +272,17 @@ def render_unit(report: UnitReport, questionnaire: Questionnaire, locale: str) -
             f"• {_group_title(questionnaire, group.code, locale)}: "
             f"n {html.escape(n_range(group.n))} – {value}"
         )
+        lines.append("   " + html.escape(reach_text(group, locale)))
+        if group.city_level:
+            lines.append(
+                "   "
+                + html.escape(
+                    tr.gettext(
+                        "city-level figure: fewer than {n} of the unit's own, so the experts' "
+                        "assessment of the whole government is used"
+                    ).format(n=group.min_sample)
+                )
+            )
     lines += ["", "<b>{}</b>".format(tr.gettext("Dimensions"))]
     for dimension in score.dimensions:
         if dimension.score is None:
@@ -264,6 +304,19 @@ def render_unit(report: UnitReport, questionnaire: Questionnaire, locale: str) -
             tr.gettext("Data-quality flags: {flags}").format(flags=flag_text(report.flags, locale)),
         ]
     return "\n".join(lines)
+
+
+def reach_text(group: GroupScore, locale: str) -> str:
+    """Target and population exactly, the share reached as a range (core.report.share_range)."""
+    tr = gettext_for(locale)
+    share = share_range(group.n, group.target)
+    if group.population is None:
+        return tr.gettext("target {target}, reached {share}").format(
+            target=group.target, share=share
+        )
+    return tr.gettext("target {target} of a population of {population}, reached {share}").format(
+        target=group.target, population=group.population, share=share
+    )
 
 
 def flag_text(flags: dict[str, int], locale: str) -> str:
@@ -318,11 +371,14 @@ def render_recap(
     flags: dict[str, int],
     city_index: float | None = None,
     kpk: KpkResults | None = None,
+    screened: Sequence[ScreenOut] = (),
+    completed: Mapping[str, int] | None = None,
 ) -> str:
     """The city: pooled index beside KPK's official result, bands, participation.
 
     ``city_index`` is the pooled index (core.publish.published_city_index); without
-    it the mean of the unit indices is shown, as before.
+    it the mean of the unit indices is shown, as before. ``screened`` are the attempts
+    screened out (core.fieldwork.screenouts) beside ``completed`` responses per group.
     """
     tr = gettext_for(locale)
     shown = [r.score for r in reports if r.score.shown and r.score.corrected is not None]
@@ -359,15 +415,63 @@ def render_recap(
     lines.append(borrowed_scale(questionnaire, locale))
     lines += ["", "<b>{}</b>".format(tr.gettext("Participation"))]
     for group in questionnaire.groups:
-        done = sum(next((g.n for g in r.score.groups if g.code == group.code), 0) for r in reports)
-        target = group.target * len(reports)
-        lines.append(
-            tr.gettext("• {group}: n {n} of a target of {target}").format(
-                group=group.title.get(locale), n=html.escape(n_range(done)), target=target
-            )
+        scores = [g for r in reports for g in r.score.groups if g.code == group.code]
+        done = sum(g.n for g in scores)
+        target = sum(g.target for g in scores)
+        line = tr.gettext("• {group}: n {n} of a target of {target}").format(
+            group=group.title.get(locale), n=html.escape(n_range(done)), target=target
         )
+        line += ", " + tr.gettext("reached {share}").format(share=share_range(done, target))
+        framed = [g.population for g in scores if g.population is not None]
+        if framed:
+            line += "; " + tr.gettext("population {population} in {units} of {total} units").format(
+                population=sum(framed), units=len(framed), total=len(scores)
+            )
+        lines.append(line)
+    if screened:
+        lines += ["", "<b>{}</b>".format(tr.gettext("Screened out (attempts)"))]
+        lines += screenout_text(screened, completed or {}, questionnaire, locale)
     lines += ["", tr.gettext("Data-quality flags: {flags}").format(flags=flag_text(flags, locale))]
     return "\n".join(lines)
+
+
+def screenout_text(
+    screened: Sequence[ScreenOut],
+    completed: Mapping[str, int],
+    questionnaire: Questionnaire,
+    locale: str,
+) -> list[str]:
+    """Per group and ineligible answer: attempts turned away, and their share of the group's
+    attempts and completed responses. The share turned away for using a broker (*calo*) is
+    itself an integrity signal; attempts are counted, not people."""
+    tr = gettext_for(locale)
+    per_group: dict[str, int] = {}
+    per_answer: dict[tuple[str, str, str], int] = {}
+    for out in screened:
+        per_group[out.group] = per_group.get(out.group, 0) + out.attempts
+        key = (out.group, out.question, out.option)
+        per_answer[key] = per_answer.get(key, 0) + out.attempts
+    lines = []
+    for (group_code, question_id, option_code), attempts in sorted(per_answer.items()):
+        group = questionnaire.group(group_code)
+        screen = next((q for q in group.screening if q.id == question_id), None) if group else None
+        option = screen.option(option_code) if screen else None
+        label = option.text.get(locale) if option else f"{question_id} = {option_code}"
+        base = per_group[group_code] + completed.get(group_code, 0)
+        lines.append(
+            html.escape(
+                tr.gettext(
+                    "• {group}, “{answer}”: {attempts} ({share}% of {base} attempts)"
+                ).format(
+                    group=_group_title(questionnaire, group_code, locale),
+                    answer=label,
+                    attempts=attempts,
+                    share=round(100 * attempts / base),
+                    base=base,
+                )
+            )
+        )
+    return lines
 
 
 def _min_sample(questionnaire: Questionnaire, code: str) -> int:

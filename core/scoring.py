@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Literal
 
@@ -79,14 +80,27 @@ class GroupEstimate(BaseModel):
     n: int  # respondents with a score in at least one counted dimension
 
 
+@dataclass(frozen=True)
+class GroupFrame:
+    """A group of one unit whose population is known: its size and target sample."""
+
+    population: int
+    target: int
+
+
+CITY_UNIT = "kota"  # the pseudo-unit of respondents who rate the government as a whole
+
+
 class GroupScore(BaseModel):
     code: str
     n: int
     target: int
-    min_sample: int
+    min_sample: int  # respondents needed for a final band: the target where a population is known
     index: float | None
     ci: tuple[float, float] | None
     shown: bool  # False under k-anonymity
+    population: int | None = None  # None: no population frame row for this unit and group
+    city_level: bool = False  # the figure is the city-level one (too few of the unit's own)
 
 
 class DimensionScore(BaseModel):
@@ -300,7 +314,53 @@ def is_shown_group(
 # -- units ------------------------------------------------------------------------
 
 
-def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitScore:
+def with_city_level(
+    questionnaire: Questionnaire, aggregate: UnitAggregate, city: UnitAggregate
+) -> tuple[UnitAggregate, frozenset[str]]:
+    """The unit's aggregate with the city-level figure of each ``city_level`` group
+    (experts) in place of the unit's own when the unit has fewer than the group's
+    minimum of its own and the city (:data:`CITY_UNIT`) has enough to be shown.
+
+    The minimum applies where the group is counted: a unit is never provisional only
+    because it lacks its own experts. Only a unit with at least one group of its own
+    shown borrows. Returns the aggregate and the groups replaced.
+    """
+    own_shown = any(
+        is_shown_group(questionnaire, aggregate.groups[g.code])
+        for g in questionnaire.groups
+        if not g.city_level and g.code in aggregate.groups
+    )
+    if not own_shown:  # a unit nobody of its own assessed gets no score from the city's
+        return aggregate, frozenset()
+    groups = dict(aggregate.groups)
+    replaced: set[str] = set()
+    for group in questionnaire.groups:
+        if not group.city_level:
+            continue
+        own = aggregate.groups.get(group.code, GroupAggregate())
+        if own.n_indexed >= max(group.min_sample, K_ANONYMITY):
+            continue
+        city_group = city.groups.get(group.code)
+        if city_group is None or city_group.n_indexed < max(group.min_sample, K_ANONYMITY):
+            continue
+        if not is_shown_group(questionnaire, city_group):
+            continue
+        groups[group.code] = city_group
+        replaced.add(group.code)
+    return aggregate.model_copy(update={"groups": groups}), frozenset(replaced)
+
+
+def score_unit(
+    questionnaire: Questionnaire,
+    aggregate: UnitAggregate,
+    frames: Mapping[str, GroupFrame] | None = None,
+    city_level: frozenset[str] = frozenset(),
+) -> UnitScore:
+    """The unit's index; ``frames`` (group -> population and target sample) replace the
+    questionnaire's ``target`` and ``min_sample`` of the groups whose population is known;
+    ``city_level`` names the groups whose figure is the city's (:func:`with_city_level`).
+    """
+    frames = frames or {}
     group_weights: dict[str, float] = {g.code: g.weight for g in questionnaire.groups}
     indices: dict[str, float] = {}
     errors: dict[str, tuple[float, float] | None] = {}
@@ -316,7 +376,9 @@ def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitSc
         if index is not None and shown:
             indices[group.code] = index
             errors[group.code] = (se, df) if se is not None and df is not None else None
-        needed = max(group.min_sample, K_ANONYMITY)
+        frame = frames.get(group.code)
+        min_sample = frame.target if frame is not None else group.min_sample
+        needed = max(min_sample, K_ANONYMITY)
         if agg.n_indexed < needed:
             missing[group.code] = needed - agg.n_indexed
         ci = None
@@ -326,11 +388,13 @@ def score_unit(questionnaire: Questionnaire, aggregate: UnitAggregate) -> UnitSc
             GroupScore(
                 code=group.code,
                 n=agg.n,
-                target=group.target,
-                min_sample=group.min_sample,
+                target=frame.target if frame is not None else group.target,
+                min_sample=min_sample,
                 index=index if shown else None,
                 ci=ci,
                 shown=shown,
+                population=frame.population if frame is not None else None,
+                city_level=group.code in city_level,
             )
         )
     unit_index = weighted_mean(indices, group_weights)
