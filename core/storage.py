@@ -19,17 +19,33 @@ import re
 import secrets
 import sqlite3
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
 from pydantic import BaseModel
 
+from core.group_commit import (
+    DuplicateEvent,
+    GroupCommit,
+    Outcomes,
+    Pending,
+    StaleCache,
+    Work,
+    WriteSet,
+    begin,
+    in_thread,
+    run_batch,
+    run_statements,
+)
 from core.migrations import MIGRATIONS, UNLINKABLE_SINCE
 from core.model import AnswerValue, SessionState, SurveyStatus, iso
 
+__all__ = ["DuplicateEvent", "StaleCache", "Storage", "StorageError", "Transaction"]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 RESPONSE_ID_SPACE = 2**53 - 1  # exact in a spreadsheet and in JSON
 # Pages in the WAL before a commit checkpoints by itself when background checkpoints run.
@@ -66,32 +82,9 @@ def new_response_id() -> int:
     return secrets.randbelow(RESPONSE_ID_SPACE) + 1
 
 
-class DuplicateEvent(Exception):
-    """The event was already processed: its transaction was rolled back, nothing changed."""
-
-
-class StaleCache(Exception):
-    """Another process committed while cached rows were in use: run the transaction again."""
-
-
-T = TypeVar("T")
-Work = Callable[[sqlite3.Connection], T]
-# A write waiting for the next hop: sql, parameters, and whether it must change one row
-# (an event claim: changing none means the event was already processed).
-Pending = tuple[str, Sequence[Any], bool]
 CACHE_LIMIT = 2048  # sessions and answer sets kept per kind; least recently used go first
 # Raw writes naming these tables invalidate the cache (cascades included).
 _CACHED_TABLES = re.compile(r"\b(sessions|answers)\b|\bdelete\s+from\s+responses\b", re.I)
-
-
-async def in_thread(db: aiosqlite.Connection, work: Work[T]) -> T:
-    """Run ``work`` on the connection's own thread: one hand-off, however many statements.
-
-    aiosqlite hands each of its methods to that thread the same way; under load every
-    hand-off costs a thread switch with the GIL, so a transaction's statements go in one.
-    """
-    result: T = await db._execute(work, db._conn)  # type: ignore[no-untyped-call]
-    return result
 
 
 class RowCache:
@@ -111,6 +104,12 @@ class RowCache:
         self.sessions.clear()
         self.answers.clear()
 
+    def saw_version(self, seen: int) -> None:
+        """Another process committed since the last look: nothing cached can be trusted."""
+        if self.data_version is not None and seen != self.data_version:
+            self.clear()
+        self.data_version = seen
+
     def put_session(self, key: str, state: SessionState | None) -> None:
         self.sessions[key] = state
         self.sessions.move_to_end(key)
@@ -122,6 +121,15 @@ class RowCache:
         self.answers.move_to_end(response_id)
         if len(self.answers) > self.limit:
             self.answers.popitem(last=False)
+
+
+@dataclass
+class _Failed:
+    exc: BaseException
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -141,9 +149,15 @@ class Transaction:
     single hand-off to the connection's thread (BEGIN, its writes, COMMIT).
     """
 
-    def __init__(self, db: aiosqlite.Connection, cache: RowCache | None = None) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        cache: RowCache | None = None,
+        group: GroupCommit | None = None,
+    ) -> None:
         self.db = db
         self._cache = cache
+        self._group = group
         self._begun = cache is None  # without a cache the caller began the transaction
         self._pending: list[Pending] = []
         self._used_cache = False
@@ -153,37 +167,48 @@ class Transaction:
 
     # -- hand-offs ---------------------------------------------------------
     async def _hop(self, work: Work[T] | None = None) -> T | None:
-        """Begin if needed, flush pending writes, then run ``work``: all in one hand-off."""
+        """Begin if needed, flush pending writes, then run ``work``: all in one hand-off.
+
+        Beginning here commits the write sets queued for group commit first, so this
+        transaction reads everything written before it.
+        """
         pending, self._pending = self._pending, []
-        begin = not self._begun
+        begin_now = not self._begun
         self._begun = True
         cache = self._cache
         expected = cache.data_version if cache is not None else None
         stale_matters = self._used_cache and bool(pending)
+        batch = self._group.take() if begin_now and self._group is not None else []
 
-        def run(conn: sqlite3.Connection) -> tuple[int | None, T | None]:
-            seen = None
-            if begin:
-                conn.execute("BEGIN IMMEDIATE")
-                seen = int(conn.execute("PRAGMA data_version").fetchone()[0])
-                if stale_matters and expected is not None and seen != expected:
-                    raise StaleCache
-            for sql, params, must_change in pending:
-                cursor = conn.execute(sql, params)
-                if must_change and cursor.rowcount != 1:
-                    raise DuplicateEvent
-            return seen, (work(conn) if work is not None else None)
+        def run(
+            conn: sqlite3.Connection,
+        ) -> tuple[tuple[int, Outcomes] | BaseException | None, int | None, T | None]:
+            batch_result: tuple[int, Outcomes] | BaseException | None = None
+            if batch:
+                try:
+                    batch_result = run_batch(conn, batch, expected)
+                except Exception as exc:
+                    batch_result = exc
+            try:
+                seen = None
+                if begin_now:
+                    seen = begin(conn)
+                    if stale_matters and expected is not None and seen != expected:
+                        raise StaleCache
+                run_statements(conn, pending)
+                return batch_result, seen, (work(conn) if work is not None else None)
+            except BaseException as exc:  # handed back so the batch is settled first
+                return batch_result, None, _Failed(exc)  # type: ignore[return-value]
 
-        try:
-            seen, result = await in_thread(self.db, run)
-        except StaleCache:
-            if cache is not None:
+        batch_result, seen, result = await in_thread(self.db, run)
+        if batch_result is not None and self._group is not None:
+            self._group.settle(batch, batch_result)
+        if isinstance(result, _Failed):
+            if isinstance(result.exc, StaleCache) and cache is not None:
                 cache.clear()
-            raise
+            raise result.exc
         if cache is not None and seen is not None:
-            if cache.data_version is not None and seen != cache.data_version:
-                cache.clear()  # another process committed: nothing cached can be trusted
-            cache.data_version = seen
+            cache.saw_version(seen)
         return result
 
     def _defer(self, sql: str, params: Sequence[Any] = (), must_change: bool = False) -> None:
@@ -195,16 +220,28 @@ class Transaction:
         if self._cache is not None and _CACHED_TABLES.search(sql):
             self._cache.clear()
 
-    async def commit(self) -> None:
-        """Flush pending writes and COMMIT (nothing at all if nothing was done)."""
-        if self._pending or self._begun:
-            await self._hop(lambda conn: conn.execute("COMMIT"))
+    async def commit(self) -> WriteSet | None:
+        """COMMIT; or, if only cached rows were read, queue the writes for group commit.
+
+        Returns the queued write set, whose ``done`` completes after its COMMIT.
+        """
         self._forget_unsaved()
+        if not self._begun and self._pending and self._group is not None:
+            write_set = WriteSet(self._pending, self._used_cache, self._undo_cache)
+            self._pending = []
+            self._group.enqueue(write_set)
+            return write_set
+        if self._pending or self._begun:
+            await self._hop(_commit)
+        return None
 
     async def rollback(self) -> None:
         self._pending = []
         if self._begun:
             await in_thread(self.db, _rollback)
+        self._undo_cache()
+
+    def _undo_cache(self) -> None:
         cache = self._cache
         if cache is not None:
             for key in self._touched_sessions:
@@ -310,10 +347,21 @@ class Transaction:
         self._cache.put_session(key, None)
 
     async def _write(self, sql: str, params: Sequence[Any]) -> None:
-        """A write whose result nobody reads: deferred when the transaction allows it."""
+        """A write by a helper that keeps the cache right itself."""
         if self._cache is None:
             await self.execute(sql, params)
         else:
+            self._defer(sql, params)
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A write whose result nobody reads: it waits for the next read or the commit.
+
+        Errors (a constraint, say) surface there too, and roll the transaction back.
+        """
+        if self._cache is None:
+            await self.execute(sql, params)
+        else:
+            self._invalidate_for(sql)
             self._defer(sql, params)
 
     # -- responses -------------------------------------------------------
@@ -537,6 +585,9 @@ class Storage:
         self.path = path
         self._lock = asyncio.Lock()
         self.cache = RowCache()
+        self._group = GroupCommit(
+            db, self._lock, lambda: self.cache.data_version, self.cache.saw_version
+        )
         self._checkpoints: asyncio.Task[None] | None = None
 
     @classmethod
@@ -561,6 +612,7 @@ class Storage:
         return storage
 
     async def close(self) -> None:
+        await self._group.drain()
         if self._checkpoints is not None:
             self._checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -642,13 +694,15 @@ class Storage:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """One serial, durable transaction; rolled back whole on any error."""
         async with self._lock:
-            tx = Transaction(self._db, self.cache)
+            tx = Transaction(self._db, self.cache, self._group)
             try:
                 yield tx
-                await tx.commit()
+                write_set = await tx.commit()
             except BaseException:
                 await tx.rollback()
                 raise
+        if write_set is not None:  # others may compute while its COMMIT runs
+            await write_set.done
 
     async def backup(self, target: Path) -> None:
         """Copy the live database with SQLite's online backup API."""
