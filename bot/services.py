@@ -23,7 +23,7 @@ from core.questionnaire import Questionnaire, load_questionnaire
 from core.storage import Storage
 from core.units import UnitRegistry, load_units
 
-EVENT_MEMORY = dt.timedelta(days=7)
+EVENT_MEMORY = dt.timedelta(hours=24)  # Telegram's redelivery horizon (see bot/jobs.py)
 SERVICES_KEY = "services"  # where the Telegram application keeps its Services
 AnyApplication: TypeAlias = Application[Any, Any, Any, Any, Any, Any]
 
