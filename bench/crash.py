@@ -30,19 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from bench.common import (
-    BenchApi,
-    Controller,
-    Stats,
-    Survey,
-    SurveyRespondent,
-    bot_env,
-    check_database,
-    start_process,
-    stop_process,
-    tail,
-    wait_polling,
-)
+from bench.db_check import check_database
+from bench.fake_api import BenchApi
+from bench.process import bot_env, start_process, stop_process, tail, wait_polling
+from bench.respondents import Survey, SurveyRespondent
+from bench.stats import Controller, Stats
 
 BOT_ARGS = ["-m", "bot", "run"]
 FIRST_USER = 200_000_000

@@ -33,25 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from bench.common import (
-    BenchApi,
-    Check,
-    Controller,
-    PlanStep,
-    ProcessSampler,
-    ReplayRespondent,
-    Stats,
-    Survey,
-    SurveyRespondent,
-    bot_env,
-    check_database,
-    percentile,
-    seed_unfinished,
-    start_process,
-    stop_process,
-    tail,
-    wait_polling,
-)
+from bench.db_check import Check, check_database
+from bench.fake_api import BenchApi
+from bench.process import ProcessSampler, bot_env, start_process, stop_process, tail, wait_polling
+from bench.respondents import PlanStep, ReplayRespondent, Survey, SurveyRespondent
+from bench.seeding import seed_unfinished
+from bench.stats import Controller, Stats, percentile
 
 BASELINE = Path(__file__).resolve().with_name("baseline_bot.py")
 BOT_ARGS = ["-m", "bot", "run"]  # as in production
