@@ -590,8 +590,9 @@ class Engine:
     ) -> None:
         locale = turn.state.locale
         group = turn.state.group or ""
-        shown = visible_questions(self.questionnaire, group, answers)
+        shown = visible_questions(self.questionnaire, group, answers)  # once per screen
         number = next((i for i, q in enumerate(shown, 1) if q.id == question.id), len(shown))
+        has_previous = number > 1 and shown[number - 1].id == question.id
         dimension = self.questionnaire.dimension(question.dimension or "")
         heading = dimension.title.get(locale) if dimension else turn._("About you and the service")
         lines = [
@@ -643,7 +644,7 @@ class Engine:
             if isinstance(given, str):
                 lines.append(turn._("Your answer: {value}").format(value=html.escape(given)))
         nav: list[Button] = []
-        if previous_question(self.questionnaire, group, question.id, answers) is not None:
+        if has_previous:
             nav.append(Button(turn._("⬅️ Back"), token(seq, "b")))
         if question.optional:
             nav.append(Button(turn._("Skip ➡️"), token(seq, "sk")))
