@@ -5,6 +5,11 @@ guarded by an asyncio lock gives every event one short, serial transaction with
 no "database is locked" retries. WAL with ``synchronous=FULL`` makes a commit
 durable before the bot shows the next question: an acknowledged answer survives
 a crash or power loss.
+
+Why a cache and deferred writes: every statement handed to aiosqlite's thread costs a
+thread switch with the GIL, and under load that, not SQL, is what a press costs. The
+answer path reads the session and answers from a write-through cache and hands its
+writes over once, at commit, together with other people's (``core/group_commit.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +49,17 @@ from core.group_commit import (
 from core.migrations import MIGRATIONS, UNLINKABLE_SINCE
 from core.model import AnswerValue, SessionState, SurveyStatus, iso
 
-__all__ = ["DuplicateEvent", "StaleCache", "Storage", "StorageError", "Transaction"]
+__all__ = [
+    "Contact",
+    "DuplicateEvent",
+    "ResponseRow",
+    "RowCache",
+    "StaleCache",
+    "Storage",
+    "StorageError",
+    "Transaction",
+    "new_response_id",
+]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 RESPONSE_ID_SPACE = 2**53 - 1  # exact in a spreadsheet and in JSON
