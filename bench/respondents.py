@@ -265,7 +265,8 @@ class SurveyRespondent(Chat):
         # database may hold one of them instead (committed, but the reply was lost).
         self.unknown: dict[str, list[AnswerValue]] = {}
         self.screening_expected: dict[str, str] = {}
-        self.unit: str | None = None
+        self.unit: str | None = None  # set once a question shows: the response exists
+        self.chosen_unit: str | None = None
         self.pages: list[tuple[int, int]] = []
         self.queried = False
         self.submitted = False
@@ -323,7 +324,7 @@ class SurveyRespondent(Chat):
         elif "u" in actions:
             arg, data = self.rng.choice(screen.tokens("u"))
             if await self._act_press(data) == "ack":
-                self.unit = arg
+                self.chosen_unit = arg  # screening follows; the response opens after it
         elif "send" in actions:
             self.submitted = True
             verdict = await self._act_press(screen.token("send"))
@@ -332,6 +333,7 @@ class SurveyRespondent(Chat):
                 if not self.done:
                     raise Stuck(f"user {self.user_id}: no thank-you after Send")
         elif page_of(screen.text) is not None:
+            self.unit = self.unit or self.chosen_unit
             await self._answer(screen)
         else:
             raise Stuck(f"user {self.user_id}: unknown screen {screen.text[:120]!r}")
