@@ -176,6 +176,8 @@ class Transaction:
         self._begun = cache is None  # without a cache the caller began the transaction
         self._pending: list[Pending] = []
         self._used_cache = False
+        self._writes = False  # anything written (or waiting to be) in this transaction
+        self._stale = False  # cached rows were used, then another process committed
         self._touched_sessions: set[str] = set()
         self._written_sessions: set[str] = set()
         self._touched_answers: set[int] = set()
@@ -223,12 +225,15 @@ class Transaction:
                 cache.clear()
             raise result.exc
         if cache is not None and seen is not None:
+            if self._used_cache and expected is not None and seen != expected:
+                self._stale = True  # writes built on what was read are refused at commit
             cache.saw_version(seen)
         return result
 
     def _defer(self, sql: str, params: Sequence[Any] = (), must_change: bool = False) -> None:
         if self._cache is None:
             raise RuntimeError("deferred writes need a managed transaction")
+        self._writes = True
         self._pending.append((sql, params, must_change))
 
     def _invalidate_for(self, sql: str) -> None:
@@ -240,6 +245,8 @@ class Transaction:
 
         Returns the queued write set, whose ``done`` completes after its COMMIT.
         """
+        if self._stale and self._writes:
+            raise StaleCache
         self._forget_unsaved()
         if not self._begun and self._pending and self._group is not None:
             write_set = WriteSet(self._pending, self._used_cache, self._undo_cache)
@@ -281,15 +288,18 @@ class Transaction:
         return list(rows or [])
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._writes = True
         self._invalidate_for(sql)
         count = await self._hop(lambda c: c.execute(sql, params).rowcount)
         return int(count or 0)
 
     async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self._writes = True
         self._invalidate_for(sql)
         await self._hop(lambda c: c.executemany(sql, params))
 
     async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._writes = True
         self._invalidate_for(sql)
         rowid = await self._hop(lambda c: c.execute(sql, params).lastrowid)
         assert rowid is not None

@@ -106,3 +106,26 @@ async def test_a_rolled_back_transaction_leaves_no_trace_in_the_cache(storage: S
         state = await tx.get_session("k")
         assert state is not None and state.seq == 1
         assert await tx.answers(response) == {"q1": "a"}
+
+
+async def test_a_write_after_a_stale_read_is_refused_even_when_a_read_came_first(
+    storage: Storage, db_path: Path
+) -> None:
+    state = SessionState(respondent_key="k", stage="group", seq=5, consented=True)
+    async with storage.transaction() as tx:
+        await tx.save_session(state)
+    async with storage.transaction() as tx:
+        await tx.fetchone("SELECT 1")  # learns the data version
+    with sqlite3.connect(db_path) as db:
+        changed = state.model_copy(update={"seq": 9}).model_dump_json()
+        db.execute("UPDATE sessions SET state = ?", (changed,))
+    with pytest.raises(StaleCache):
+        async with storage.transaction() as tx:
+            cached = await tx.get_session("k")  # the stale row, from the cache
+            assert cached is not None and cached.seq == 5
+            await tx.fetchone("SELECT 1")  # the first hand-off: the other commit is seen
+            cached.seq += 1
+            await tx.save_session(cached)
+    async with storage.transaction() as tx:
+        fresh = await tx.get_session("k")
+    assert fresh is not None and fresh.seq == 9
