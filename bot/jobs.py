@@ -57,7 +57,7 @@ Clock = Callable[[], dt.datetime]
 
 CHANNEL = "telegram"
 SENDER_KEY = "broadcast_sender"
-CLOCK_KEY = "reminder_clock"
+_CLOCK_KEY = "reminder_clock"
 # Messages/s overall. Telegram allows about 30; at 29/s the benchmark still met a few
 # 429s (arrival jitter on a busy host), at 28.5/s none, and a real 429 costs far more
 # (retry_after can be many seconds) than the 2 % of rate given up here.
@@ -374,7 +374,7 @@ async def _reminder_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     occurrence: Occurrence = job.data
     application: AnyApplication = context.application
     svc = services_of(application)
-    clock: Clock = application.bot_data.get(CLOCK_KEY, utcnow)
+    clock: Clock = application.bot_data.get(_CLOCK_KEY, utcnow)
     now = clock()
     if state_of(occurrence, now, svc.settings.tz) == "expired":
         log.warning("reminder %s fired too late (a later day); skipped", occurrence.key)
@@ -440,7 +440,7 @@ async def prune_processed_events(storage: Storage, now: dt.datetime) -> int:
 
 
 async def _prune_job(context: ContextTypes.DEFAULT_TYPE) -> None:
-    clock: Clock = context.application.bot_data.get(CLOCK_KEY, utcnow)
+    clock: Clock = context.application.bot_data.get(_CLOCK_KEY, utcnow)
     forgotten = await prune_processed_events(services_of(context.application).storage, clock())
     log.info("forgot %d processed update ids older than %s", forgotten, EVENT_MEMORY)
 
@@ -472,7 +472,7 @@ async def start(
         )
     sender = BroadcastSender(application, svc, rate=DEFAULT_RATE if rate is None else rate)
     application.bot_data[SENDER_KEY] = sender
-    application.bot_data[CLOCK_KEY] = clock
+    application.bot_data[_CLOCK_KEY] = clock
     schedule_pruning(application)
     scheduled = await schedule_reminders(application, clock)
     if scheduled:

@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from bot.app import build_application
-from bot.jobs import CLOCK_KEY, PRUNE_JOB, prune_processed_events
+from bot.jobs import _CLOCK_KEY, PRUNE_JOB, prune_processed_events
 from bot.services import EVENT_MEMORY, open_services
 from core.storage import Storage
 from tests.fake_bot_api import FakeBotApi
@@ -44,7 +44,7 @@ async def test_pruning_runs_hourly_on_the_job_queue(tmp_path: Path) -> None:
                 async with svc.storage.transaction() as tx:
                     await tx.claim_event("tg:old", T0 - dt.timedelta(hours=25))
                     await tx.claim_event("tg:recent", T0 - dt.timedelta(hours=1))
-                app.bot_data[CLOCK_KEY] = lambda: T0  # the job reads the injected clock
+                app.bot_data[_CLOCK_KEY] = lambda: T0  # the job reads the injected clock
                 await job.run(app)
                 async with svc.storage.transaction() as tx:
                     rows = await tx.fetchall("SELECT event_id FROM processed_events")
