@@ -30,19 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from bench.common import (
-    BenchApi,
-    Controller,
-    Stats,
-    Survey,
-    SurveyRespondent,
-    bot_env,
-    check_database,
-    start_process,
-    stop_process,
-    tail,
-    wait_polling,
-)
+from bench.db_check import check_database
+from bench.fake_api import BenchApi
+from bench.process import bot_env, start_process, stop_process, tail, wait_polling
+from bench.respondents import Survey, SurveyRespondent
+from bench.stats import Controller, Stats
 
 BOT_ARGS = ["-m", "bot", "run"]
 FIRST_USER = 200_000_000
@@ -158,8 +150,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=0, help="added to every Bot API call")
     parser.add_argument("--quick", action="store_true", help="30 respondents, 3 kills")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--min-gap", type=float, default=3.0, help="seconds between kills, min")
-    parser.add_argument("--max-gap", type=float, default=6.0, help="seconds between kills, max")
+    # 100 surveys take about 8 s without kills: shorter gaps land every kill mid-survey.
+    parser.add_argument("--min-gap", type=float, default=1.0, help="seconds between kills, min")
+    parser.add_argument("--max-gap", type=float, default=2.5, help="seconds between kills, max")
     parser.add_argument("--timeout", type=float, default=240.0, help="for everyone to finish")
     parser.add_argument("--keep", action="store_true", help="keep the database and bot log")
     args = parser.parse_args()

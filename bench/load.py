@@ -33,25 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from bench.common import (
-    BenchApi,
-    Check,
-    Controller,
-    PlanStep,
-    ProcessSampler,
-    ReplayRespondent,
-    Stats,
-    Survey,
-    SurveyRespondent,
-    bot_env,
-    check_database,
-    percentile,
-    seed_unfinished,
-    start_process,
-    stop_process,
-    tail,
-    wait_polling,
-)
+from bench.db_check import Check, check_database
+from bench.fake_api import BenchApi
+from bench.process import ProcessSampler, bot_env, start_process, stop_process, tail, wait_polling
+from bench.respondents import PlanStep, ReplayRespondent, Survey, SurveyRespondent
+from bench.seeding import seed_unfinished
+from bench.stats import Controller, Stats, percentile
 
 BASELINE = Path(__file__).resolve().with_name("baseline_bot.py")
 BOT_ARGS = ["-m", "bot", "run"]  # as in production
@@ -252,13 +239,15 @@ def targets(results: dict[str, Result], args: argparse.Namespace) -> list[str]:
                 f"{verdict(ok)}  {r.scenario}: order and stored answers: {r.check}; "
                 f"{r.errors} stuck, {r.notices} refused presses"
             )
+    # Latency is judged on the paced runs only: with no think time, p95 is the queue
+    # length over throughput, which the answers/s line already measures.
     for label, limit in (("0ms", 100.0), ("50ms", 250.0)):
-        for r in (get(f"ours {label}, paced"), get(f"ours {label}")):
-            if r is not None:
-                lines.append(
-                    f"{verdict(r.p95_ms <= limit)}  {r.scenario}: press p95 {r.p95_ms:.0f} ms "
-                    f"(target <= {limit:.0f} ms){note}"
-                )
+        r = get(f"ours {label}, paced")
+        if r is not None:
+            lines.append(
+                f"{verdict(r.p95_ms <= limit)}  {r.scenario}: press p95 {r.p95_ms:.0f} ms "
+                f"(target <= {limit:.0f} ms){note}"
+            )
     if rss is not None:
         lines.append(
             f"{verdict(rss.peak_rss_mb <= 150)}  peak RSS {rss.peak_rss_mb:.0f} MB under load with "

@@ -1,7 +1,8 @@
 """Per-user limit on incoming messages: a flood gets one polite notice, not a reply each.
 
 Runs as the first handler group, before any handler touches the database, so
-a user hammering the bot cannot slow everyone else down.
+a user hammering the bot cannot slow everyone else down: a dropped update costs
+a dictionary look-up and no Bot API call (only the one notice per window).
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class FloodGuard:
             self.forget_idle()
         if allowed:
             return
-        if update.callback_query is not None:
-            await update.callback_query.answer()
+        # A dropped press gets no answerCallbackQuery: a round trip per press would let
+        # a flood spend the bot's time and Bot API budget (the spinner times out alone).
         chat = update.effective_chat
         if warn and chat is not None and chat.type == ChatType.PRIVATE:
             locale = await user_locale(update, context)

@@ -36,7 +36,7 @@ from telegram.ext import ContextTypes
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.keyboards import inline_keyboard
-from bot.services import AnyApplication, Services, services_of
+from bot.services import EVENT_MEMORY, AnyApplication, Services, services_of
 from core import broadcast as bc
 from core.engine import GLOBAL, token
 from core.events import Button
@@ -49,6 +49,7 @@ from core.reminders import (
     reminder_texts,
     state_of,
 )
+from core.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ BACKOFF_BASE = 2.0  # seconds; doubles per attempt
 BACKOFF_CAP = 60.0
 IDLE_POLL = 0.5  # seconds between looks at the queue when there is nothing to send
 RESUME_TOKEN = token(GLOBAL, "resume")
+PRUNE_INTERVAL = dt.timedelta(hours=1)  # processed update ids outlive the horizon by <= 1 h
+PRUNE_JOB = "prune-processed-events"
 
 
 class Pacer:
@@ -436,6 +439,31 @@ async def schedule_reminders(application: AnyApplication, clock: Clock) -> list[
     return scheduled
 
 
+async def prune_processed_events(storage: Storage, now: dt.datetime) -> int:
+    """Forget update ids older than Telegram's redelivery horizon.
+
+    Telegram redelivers an unconfirmed update for at most 24 hours, so an id is kept
+    that long and no longer: after a week without updates Telegram may start ids
+    again from a random number, and an id remembered for ever would drop a new update.
+    """
+    async with storage.transaction() as tx:
+        return await tx.prune_events(now - EVENT_MEMORY)
+
+
+async def _prune_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    clock: Clock = context.application.bot_data.get(_CLOCK_KEY, utcnow)
+    forgotten = await prune_processed_events(services_of(context.application).storage, clock())
+    log.info("forgot %d processed update ids older than %s", forgotten, EVENT_MEMORY)
+
+
+def schedule_pruning(application: AnyApplication) -> None:
+    """Prune hourly while the bot runs, not only at start-up."""
+    assert application.job_queue is not None
+    application.job_queue.run_repeating(
+        _prune_job, interval=PRUNE_INTERVAL, first=PRUNE_INTERVAL, name=PRUNE_JOB
+    )
+
+
 async def start(
     application: AnyApplication, *, clock: Clock = utcnow, rate: float | None = None
 ) -> BroadcastSender:
@@ -456,6 +484,7 @@ async def start(
     sender = BroadcastSender(application, svc, rate=DEFAULT_RATE if rate is None else rate)
     application.bot_data[SENDER_KEY] = sender
     application.bot_data[_CLOCK_KEY] = clock
+    schedule_pruning(application)
     scheduled = await schedule_reminders(application, clock)
     if scheduled:
         log.info("%d reminders scheduled; next: %s", len(scheduled), scheduled[0])

@@ -25,7 +25,7 @@ from core.retention import purge_due
 from core.storage import Storage
 from core.units import UnitRegistry, load_units
 
-EVENT_MEMORY = dt.timedelta(days=7)
+EVENT_MEMORY = dt.timedelta(hours=24)  # Telegram's redelivery horizon (see bot/jobs.py)
 TRYOUT_DATABASE = "spi-tryout.sqlite3"
 SERVICES_KEY = "services"  # where the Telegram application keeps its Services
 AnyApplication: TypeAlias = Application[Any, Any, Any, Any, Any, Any]

@@ -85,11 +85,11 @@ async def record_completion(
     if duration is not None and FLAG_SPEEDER not in flags:
         bursts.durations.add(response.period, response.group, duration)
     for dimension, score in dimension_scores.items():
-        await tx.execute(
+        await tx.write(
             "INSERT OR REPLACE INTO response_scores(response_id, dimension, score) VALUES (?,?,?)",
             (response_id, dimension, score),
         )
-    await tx.execute(
+    await tx.write(
         "UPDATE responses SET respondent_index = ?, flags = ? WHERE id = ?",
         (index, ",".join(sorted(flags)), response_id),
     )
@@ -197,7 +197,7 @@ async def apply_response(
     row = await tx.fetchone("SELECT respondent_index FROM responses WHERE id = ?", (response_id,))
     index = row["respondent_index"] if row else None
     has_index = index is not None
-    await tx.execute(
+    await tx.write(
         "INSERT INTO agg_group(period, unit_code, group_code, n, n_indexed, sum_index, "
         "sumsq_index) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
         "n = n + excluded.n, n_indexed = n_indexed + excluded.n_indexed, "
@@ -231,7 +231,7 @@ async def _tally(
     sign: int,
     value: float,
 ) -> None:
-    await tx.execute(
+    await tx.write(
         f"INSERT INTO {table}(period, unit_code, group_code, {column}, n, total) "
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n, "
         "total = total + excluded.total",

@@ -43,13 +43,14 @@ from core.navigation import (
 )
 from core.questionnaire import Group, Question, Questionnaire
 from core.retention import is_closed
-from core.storage import Storage, Transaction, new_response_id
+from core.storage import DuplicateEvent, StaleCache, Storage, Transaction, new_response_id
 from core.units import Unit, UnitRegistry
 
 UNITS_PER_PAGE = 8
 StageAction = Callable[["Engine", "Turn", str], Awaitable[None]]
 SEQ_START_SPACE = 900_000_000  # leaves 10^8 screens below the token's 9 digits
 GLOBAL = "-"  # seq of buttons that stay valid on any screen (language, resume)
+STALE_ATTEMPTS = 3  # another process's commits are rare; three in a row means trouble
 _TOKEN = re.compile(r"^(-|\d{1,9})\|([a-z]{1,6})\|([a-z0-9_]{0,24})$")
 
 
@@ -115,16 +116,50 @@ class Engine:
 
     async def handle(self, incoming: Incoming) -> Outcome:
         key = self.respondent_key(incoming.sender.channel, incoming.sender.user_id)
+        for attempt in range(1, STALE_ATTEMPTS + 1):
+            try:
+                return await self._handle_once(incoming, key)
+            except DuplicateEvent:
+                return await self._redelivered(incoming, key)
+            except StaleCache:  # another process wrote meanwhile: again, from the database
+                if attempt == STALE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _handle_once(self, incoming: Incoming, key: str) -> Outcome:
+        """One transaction: the event is claimed with the writes, in the same commit."""
         now = self.clock()
         async with self.storage.transaction() as tx:
-            if incoming.event_id is not None and not await tx.claim_event(incoming.event_id, now):
-                return Outcome(duplicate=True)
+            if incoming.event_id is not None:
+                tx.claim_event_on_commit(incoming.event_id, now)
             state = await tx.get_session(key) or SessionState(
                 respondent_key=key, locale=self.default_locale, seq=first_seq()
             )
             turn = Turn(tx=tx, state=state, incoming=incoming, now=now)
             await self._dispatch(turn)
             await self._persist(turn)
+        turn.outcome.locale = turn.state.locale
+        return turn.outcome
+
+    async def _redelivered(self, incoming: Incoming, key: str) -> Outcome:
+        """An event already processed: show the current screen again, change nothing.
+
+        After a crash between the commit and the reply, the person still sees the
+        screen they answered; re-rendering the stored state gets them going again.
+        """
+        async with self.storage.transaction() as tx:
+            state = await tx.get_session(key)
+            turn = Turn(
+                tx=tx,
+                state=state or SessionState(respondent_key=key, locale=self.default_locale),
+                incoming=incoming,
+                now=self.clock(),
+                outcome=Outcome(duplicate=True),
+            )
+            if state is not None:
+                await self._show_current(turn, hint=False)
+        if turn.pressed and turn.outcome.replies:
+            turn.outcome.replies[0].edit = True  # replace the pressed, outdated screen
         turn.outcome.locale = turn.state.locale
         return turn.outcome
 
@@ -708,8 +743,9 @@ class Engine:
     ) -> None:
         locale = turn.state.locale
         group = turn.state.group or ""
-        shown = visible_questions(self.questionnaire, group, answers)
+        shown = visible_questions(self.questionnaire, group, answers)  # once per screen
         number = next((i for i, q in enumerate(shown, 1) if q.id == question.id), len(shown))
+        has_previous = number > 1 and shown[number - 1].id == question.id
         dimension = self.questionnaire.dimension(question.dimension or "")
         heading = dimension.title.get(locale) if dimension else turn._("About you and the service")
         lines = [
@@ -761,7 +797,7 @@ class Engine:
             if isinstance(given, str):
                 lines.append(turn._("Your answer: {value}").format(value=html.escape(given)))
         nav: list[Button] = []
-        if previous_question(self.questionnaire, group, question.id, answers) is not None:
+        if has_previous:
             nav.append(Button(turn._("⬅️ Back"), token(seq, "b")))
         if question.optional:
             nav.append(Button(turn._("Skip ➡️"), token(seq, "sk")))

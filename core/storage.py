@@ -5,6 +5,11 @@ guarded by an asyncio lock gives every event one short, serial transaction with
 no "database is locked" retries. WAL with ``synchronous=FULL`` makes a commit
 durable before the bot shows the next question: an acknowledged answer survives
 a crash or power loss.
+
+Why a cache and deferred writes: every statement handed to aiosqlite's thread costs a
+thread switch with the GIL, and under load that, not SQL, is what a press costs. The
+answer path reads the session and answers from a write-through cache and hands its
+writes over once, at commit, together with other people's (``core/group_commit.py``).
 """
 
 from __future__ import annotations
@@ -16,19 +21,47 @@ import errno
 import json
 import logging
 import os
+import re
 import secrets
 import sqlite3
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiosqlite
 from pydantic import BaseModel
 
+from core.group_commit import (
+    DuplicateEvent,
+    GroupCommit,
+    Outcomes,
+    Pending,
+    StaleCache,
+    Work,
+    WriteSet,
+    begin,
+    in_thread,
+    run_batch,
+    run_statements,
+)
 from core.migrations import MIGRATIONS, UNLINKABLE_SINCE
 from core.model import AnswerValue, SessionState, SurveyStatus, iso
 
+__all__ = [
+    "Contact",
+    "DuplicateEvent",
+    "ResponseRow",
+    "RowCache",
+    "StaleCache",
+    "Storage",
+    "StorageError",
+    "Transaction",
+    "new_response_id",
+]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 RESPONSE_ID_SPACE = 2**53 - 1  # exact in a spreadsheet and in JSON
 # Pages in the WAL before a commit checkpoints by itself when background checkpoints run.
@@ -65,32 +98,213 @@ def new_response_id() -> int:
     return secrets.randbelow(RESPONSE_ID_SPACE) + 1
 
 
+CACHE_LIMIT = 2048  # sessions and answer sets kept per kind; least recently used go first
+# Raw writes naming these tables invalidate the cache (cascades included).
+_CACHED_TABLES = re.compile(r"\b(sessions|answers)\b|\bdelete\s+from\s+responses\b", re.I)
+
+
+class RowCache:
+    """Sessions and answer sets as this process last committed them (write-through).
+
+    Reads on the answer path come from here; a transaction that fails drops what it
+    touched, and a commit by another process (``PRAGMA data_version``) empties it.
+    """
+
+    def __init__(self, limit: int = CACHE_LIMIT) -> None:
+        self.limit = limit
+        self.sessions: OrderedDict[str, SessionState | None] = OrderedDict()
+        self.answers: OrderedDict[int, dict[str, AnswerValue]] = OrderedDict()
+        self.data_version: int | None = None
+
+    def clear(self) -> None:
+        self.sessions.clear()
+        self.answers.clear()
+
+    def saw_version(self, seen: int) -> None:
+        """Another process committed since the last look: nothing cached can be trusted."""
+        if self.data_version is not None and seen != self.data_version:
+            self.clear()
+        self.data_version = seen
+
+    def put_session(self, key: str, state: SessionState | None) -> None:
+        self.sessions[key] = state
+        self.sessions.move_to_end(key)
+        if len(self.sessions) > self.limit:
+            self.sessions.popitem(last=False)
+
+    def put_answers(self, response_id: int, answers: dict[str, AnswerValue]) -> None:
+        self.answers[response_id] = answers
+        self.answers.move_to_end(response_id)
+        if len(self.answers) > self.limit:
+            self.answers.popitem(last=False)
+
+
+@dataclass
+class _Failed:
+    exc: BaseException
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # BEGIN itself may be what failed
+        conn.execute("ROLLBACK")
+
+
+def _copy(answers: dict[str, AnswerValue]) -> dict[str, AnswerValue]:
+    return {k: list(v) if isinstance(v, list) else v for k, v in answers.items()}
+
+
 class Transaction:
-    """Typed operations run inside one SQLite transaction."""
+    """Typed operations run inside one SQLite transaction.
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    Writes whose result nobody needs wait in ``_pending`` and go to the database with
+    the next read, or with COMMIT: a button press that only reads cached rows costs a
+    single hand-off to the connection's thread (BEGIN, its writes, COMMIT).
+    """
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        cache: RowCache | None = None,
+        group: GroupCommit | None = None,
+    ) -> None:
         self.db = db
+        self._cache = cache
+        self._group = group
+        self._begun = cache is None  # without a cache the caller began the transaction
+        self._pending: list[Pending] = []
+        self._used_cache = False
+        self._writes = False  # anything written (or waiting to be) in this transaction
+        self._stale = False  # cached rows were used, then another process committed
+        self._touched_sessions: set[str] = set()
+        self._written_sessions: set[str] = set()
+        self._touched_answers: set[int] = set()
 
-    # Each helper is a single hand-off to the connection's thread: under load the
-    # storage lock is held for these hops, so fewer hops mean more answers per second.
+    # -- hand-offs ---------------------------------------------------------
+    async def _hop(self, work: Work[T] | None = None) -> T | None:
+        """Begin if needed, flush pending writes, then run ``work``: all in one hand-off.
+
+        Beginning here commits the write sets queued for group commit first, so this
+        transaction reads everything written before it.
+        """
+        pending, self._pending = self._pending, []
+        begin_now = not self._begun
+        self._begun = True
+        cache = self._cache
+        expected = cache.data_version if cache is not None else None
+        stale_matters = self._used_cache and bool(pending)
+        batch = self._group.take() if begin_now and self._group is not None else []
+
+        def run(
+            conn: sqlite3.Connection,
+        ) -> tuple[tuple[int, Outcomes] | BaseException | None, int | None, T | None]:
+            batch_result: tuple[int, Outcomes] | BaseException | None = None
+            if batch:
+                try:
+                    batch_result = run_batch(conn, batch, expected)
+                except Exception as exc:
+                    batch_result = exc
+            try:
+                seen = None
+                if begin_now:
+                    seen = begin(conn)
+                    if stale_matters and expected is not None and seen != expected:
+                        raise StaleCache
+                run_statements(conn, pending)
+                return batch_result, seen, (work(conn) if work is not None else None)
+            except BaseException as exc:  # handed back so the batch is settled first
+                return batch_result, None, _Failed(exc)  # type: ignore[return-value]
+
+        batch_result, seen, result = await in_thread(self.db, run)
+        if batch_result is not None and self._group is not None:
+            self._group.settle(batch, batch_result)
+        if isinstance(result, _Failed):
+            if isinstance(result.exc, StaleCache) and cache is not None:
+                cache.clear()
+            raise result.exc
+        if cache is not None and seen is not None:
+            if self._used_cache and expected is not None and seen != expected:
+                self._stale = True  # writes built on what was read are refused at commit
+            cache.saw_version(seen)
+        return result
+
+    def _defer(self, sql: str, params: Sequence[Any] = (), must_change: bool = False) -> None:
+        if self._cache is None:
+            raise RuntimeError("deferred writes need a managed transaction")
+        self._writes = True
+        self._pending.append((sql, params, must_change))
+
+    def _invalidate_for(self, sql: str) -> None:
+        if self._cache is not None and _CACHED_TABLES.search(sql):
+            self._cache.clear()
+
+    async def commit(self) -> WriteSet | None:
+        """COMMIT; or, if only cached rows were read, queue the writes for group commit.
+
+        Returns the queued write set, whose ``done`` completes after its COMMIT.
+        """
+        if self._stale and self._writes:
+            raise StaleCache
+        self._forget_unsaved()
+        if not self._begun and self._pending and self._group is not None:
+            write_set = WriteSet(self._pending, self._used_cache, self._undo_cache)
+            self._pending = []
+            self._group.enqueue(write_set)
+            return write_set
+        if self._pending or self._begun:
+            await self._hop(_commit)
+        return None
+
+    async def rollback(self) -> None:
+        self._pending = []
+        if self._begun:
+            await in_thread(self.db, _rollback)
+        self._undo_cache()
+
+    def _undo_cache(self) -> None:
+        cache = self._cache
+        if cache is not None:
+            for key in self._touched_sessions:
+                cache.sessions.pop(key, None)
+            for response_id in self._touched_answers:
+                cache.answers.pop(response_id, None)
+
+    def _forget_unsaved(self) -> None:
+        """A session read but not saved may have been changed in memory: drop it."""
+        if self._cache is not None:
+            for key in self._touched_sessions - self._written_sessions:
+                self._cache.sessions.pop(key, None)
+
+    # Each helper is a single hand-off to the connection's thread, with the writes
+    # waiting before it.
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        rows = await self.db.execute_fetchall(sql, params)
-        return next(iter(rows), None)
+        row: sqlite3.Row | None = await self._hop(lambda c: c.execute(sql, params).fetchone())
+        return row
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return list(await self.db.execute_fetchall(sql, params))
+        rows = await self._hop(lambda c: c.execute(sql, params).fetchall())
+        return list(rows or [])
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self.db.execute(sql, params)
-        return cursor.rowcount
+        self._writes = True
+        self._invalidate_for(sql)
+        count = await self._hop(lambda c: c.execute(sql, params).rowcount)
+        return int(count or 0)
 
     async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        await self.db.executemany(sql, params)
+        self._writes = True
+        self._invalidate_for(sql)
+        await self._hop(lambda c: c.executemany(sql, params))
 
     async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self.db.execute(sql, params)
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        self._writes = True
+        self._invalidate_for(sql)
+        rowid = await self._hop(lambda c: c.execute(sql, params).lastrowid)
+        assert rowid is not None
+        return int(rowid)
 
     # -- idempotency -----------------------------------------------------
     async def claim_event(self, event_id: str, now: dt.datetime) -> bool:
@@ -101,6 +315,18 @@ class Transaction:
         )
         return changed == 1
 
+    def claim_event_on_commit(self, event_id: str, now: dt.datetime) -> None:
+        """Record the event with this transaction's writes, at no extra hand-off.
+
+        If it was already processed, the transaction raises :class:`DuplicateEvent`
+        (from the next read or the commit) and is rolled back whole.
+        """
+        self._defer(
+            "INSERT OR IGNORE INTO processed_events(event_id, processed_at) VALUES (?, ?)",
+            (event_id, iso(now)),
+            must_change=True,
+        )
+
     async def prune_events(self, before: dt.datetime) -> int:
         """Forget old event ids; Telegram redelivers an update for at most a day."""
         return await self.execute(
@@ -109,18 +335,60 @@ class Transaction:
 
     # -- conversation state ----------------------------------------------
     async def get_session(self, key: str) -> SessionState | None:
+        cache = self._cache
+        if cache is not None:
+            self._touched_sessions.add(key)
+            if key in cache.sessions:
+                self._used_cache = True
+                cache.sessions.move_to_end(key)
+                return cache.sessions[key]
         row = await self.fetchone("SELECT state FROM sessions WHERE respondent_key = ?", (key,))
-        return SessionState.model_validate_json(row["state"]) if row else None
+        state = SessionState.model_validate_json(row["state"]) if row else None
+        if cache is not None:
+            cache.put_session(key, state)
+        return state
 
     async def save_session(self, state: SessionState) -> None:
-        await self.execute(
+        sql = (
             "INSERT INTO sessions(respondent_key, state) VALUES (?, ?) "
-            "ON CONFLICT(respondent_key) DO UPDATE SET state = excluded.state",
-            (state.respondent_key, state.model_dump_json()),
+            "ON CONFLICT(respondent_key) DO UPDATE SET state = excluded.state"
         )
+        params = (state.respondent_key, state.model_dump_json())
+        if self._cache is None:
+            await self.execute(sql, params)
+            return
+        self._defer(sql, params)
+        self._touched_sessions.add(state.respondent_key)
+        self._written_sessions.add(state.respondent_key)
+        self._cache.put_session(state.respondent_key, state)
 
     async def delete_session(self, key: str) -> None:
-        await self.execute("DELETE FROM sessions WHERE respondent_key = ?", (key,))
+        sql, params = "DELETE FROM sessions WHERE respondent_key = ?", (key,)
+        if self._cache is None:
+            await self.execute(sql, params)
+            return
+        self._defer(sql, params)
+        self._touched_sessions.add(key)
+        self._written_sessions.add(key)
+        self._cache.put_session(key, None)
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> None:
+        """A write by a helper that keeps the cache right itself."""
+        if self._cache is None:
+            await self.execute(sql, params)
+        else:
+            self._defer(sql, params)
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A write whose result nobody reads: it waits for the next read or the commit.
+
+        Errors (a constraint, say) surface there too, and roll the transaction back.
+        """
+        if self._cache is None:
+            await self.execute(sql, params)
+        else:
+            self._invalidate_for(sql)
+            self._defer(sql, params)
 
     # -- responses -------------------------------------------------------
     async def open_response(self, key: str) -> ResponseRow | None:
@@ -162,19 +430,22 @@ class Transaction:
     ) -> int:
         """A new in-progress response under a random id (or the one given)."""
         response_id = response_id if response_id is not None else new_response_id()
-        await self.execute(
+        await self._write(
             "INSERT INTO responses(id, respondent_key, period, group_code, unit_code, status, "
             "channel, questionnaire_version, started_seal) "
             "VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?, ?)",
             (response_id, key, period, group, unit, channel, questionnaire_version, started_seal),
         )
+        if self._cache is not None:  # a new id has no answers yet
+            self._touched_answers.add(response_id)
+            self._cache.put_answers(response_id, {})
         return response_id
 
     async def complete_response(
         self, response_id: int, day: dt.date, duration_seconds: int | None
     ) -> None:
         """Completed: the start is forgotten; the day and the duration remain."""
-        await self.execute(
+        await self._write(
             "UPDATE responses SET status = 'completed', completed_on = ?, started_seal = NULL, "
             "duration_seconds = ? WHERE id = ? AND status = 'in_progress'",
             (day.isoformat(), duration_seconds, response_id),
@@ -197,36 +468,62 @@ class Transaction:
         return len(rows)
 
     async def discard_response(self, response_id: int) -> None:
-        await self.execute(
+        """Delete an unfinished response; its answers go with it (ON DELETE CASCADE)."""
+        await self._write(
             "DELETE FROM responses WHERE id = ? AND status = 'in_progress'", (response_id,)
         )
+        if self._cache is not None:
+            self._touched_answers.add(response_id)
+            self._cache.answers.pop(response_id, None)
 
     # -- answers ---------------------------------------------------------
     async def answers(self, response_id: int) -> dict[str, AnswerValue]:
+        """A copy the caller may change; the cached set changes only through writes."""
+        cache = self._cache
+        if cache is not None:
+            self._touched_answers.add(response_id)
+            cached = cache.answers.get(response_id)
+            if cached is not None:
+                self._used_cache = True
+                cache.answers.move_to_end(response_id)
+                return _copy(cached)
         rows = await self.fetchall(
             "SELECT question_id, value FROM answers WHERE response_id = ?", (response_id,)
         )
-        return {r["question_id"]: json.loads(r["value"]) for r in rows}
+        answers: dict[str, AnswerValue] = {r["question_id"]: json.loads(r["value"]) for r in rows}
+        if cache is not None:
+            cache.put_answers(response_id, _copy(answers))
+        return answers
 
     async def put_answer(self, response_id: int, question_id: str, value: AnswerValue) -> None:
-        await self.execute(
+        await self._write(
             "INSERT INTO answers(response_id, question_id, value) VALUES (?, ?, ?) "
             "ON CONFLICT(response_id, question_id) DO UPDATE SET value = excluded.value",
             (response_id, question_id, json.dumps(value, ensure_ascii=False)),
         )
+        if self._cache is not None:
+            self._touched_answers.add(response_id)
+            cached = self._cache.answers.get(response_id)
+            if cached is not None:
+                cached[question_id] = list(value) if isinstance(value, list) else value
 
     async def delete_answers(self, response_id: int, question_ids: Sequence[str]) -> None:
         for qid in question_ids:
-            await self.execute(
+            await self._write(
                 "DELETE FROM answers WHERE response_id = ? AND question_id = ?",
                 (response_id, qid),
             )
+        if self._cache is not None:
+            self._touched_answers.add(response_id)
+            cached = self._cache.answers.get(response_id, {})
+            for qid in question_ids:
+                cached.pop(qid, None)
 
     # -- contacts --------------------------------------------------------
     # Contact rows are written only by explicit chat-side actions (consent, language,
     # reminder preferences, erasure, a blocked bot), never when an answer is saved.
     async def upsert_contact(self, channel: str, address: str, locale: str) -> None:
-        await self.execute(
+        await self._write(
             "INSERT INTO contacts(channel, address, locale, opted_out, active) "
             "VALUES (?, ?, ?, 0, 1) ON CONFLICT(channel, address) DO "
             "UPDATE SET locale = excluded.locale, active = 1",
@@ -234,7 +531,7 @@ class Transaction:
         )
 
     async def set_contact_locale(self, channel: str, address: str, locale: str) -> None:
-        await self.execute(
+        await self._write(
             "UPDATE contacts SET locale = ? WHERE channel = ? AND address = ?",
             (locale, channel, address),
         )
@@ -247,13 +544,13 @@ class Transaction:
         return changed == 1
 
     async def mark_contact_inactive(self, channel: str, address: str) -> None:
-        await self.execute(
+        await self._write(
             "UPDATE contacts SET active = 0 WHERE channel = ? AND address = ?",
             (channel, address),
         )
 
     async def delete_contact(self, channel: str, address: str) -> None:
-        await self.execute(
+        await self._write(
             "DELETE FROM contacts WHERE channel = ? AND address = ?", (channel, address)
         )
 
@@ -287,7 +584,7 @@ class Transaction:
 
     async def audit(self, actor: str, action: str, detail: str, now: dt.datetime) -> None:
         """Append one line to the audit log (the table refuses updates and deletes)."""
-        await self.execute(
+        await self._write(
             "INSERT INTO audit_log(at, actor, action, detail) VALUES (?, ?, ?, ?)",
             (iso(now), actor, action, detail),
         )
@@ -313,6 +610,10 @@ class Storage:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
+        self.cache = RowCache()
+        self._group = GroupCommit(
+            db, self._lock, lambda: self.cache.data_version, self.cache.saw_version
+        )
         self._checkpoints: asyncio.Task[None] | None = None
         self._reader: aiosqlite.Connection | None = None
         self._read_lock = asyncio.Lock()
@@ -364,6 +665,7 @@ class Storage:
             raise StorageError(f"{self.path}: not a spi-bot database (no schema); check the path")
 
     async def close(self) -> None:
+        await self._group.drain()
         if self._checkpoints is not None:
             self._checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -450,13 +752,15 @@ class Storage:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """One serial, durable transaction; rolled back whole on any error."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self._db, self.cache, self._group)
             try:
-                yield Transaction(self._db)
+                yield tx
+                write_set = await tx.commit()
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                await tx.rollback()
                 raise
-            await self._db.execute("COMMIT")
+        if write_set is not None:  # others may compute while its COMMIT runs
+            await write_set.done
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Transaction]:

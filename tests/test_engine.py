@@ -70,17 +70,65 @@ async def test_stale_and_forged_buttons_change_nothing(engine: Engine, db_path: 
     assert len(answers) == 1
 
 
-async def test_redelivered_event_is_ignored(engine: Engine, db_path: Path) -> None:
+def snapshot(db_path: Path) -> list[list[tuple[object, ...]]]:
+    return [
+        rows(db_path, f"SELECT * FROM {table} ORDER BY 1, 2")
+        for table in ("sessions", "responses", "answers", "processed_events", "contacts")
+    ]
+
+
+async def test_redelivered_event_gets_the_current_screen_and_changes_nothing(
+    engine: Engine, db_path: Path
+) -> None:
     r = Respondent(engine)
     await start_as(r, EKSTERNAL[0], EKSTERNAL[1], "kesehatan")
     await r.press_nth(0)
     assert "angka" in r.text
     first = await r.send(Text(text="5"), event_id="tg:500")
     assert not first.duplicate and "Pertanyaan 3" in r.text
+    screen = r.screen
+    before = snapshot(db_path)
     again = await r.send(Text(text="5"), event_id="tg:500")
-    assert again.duplicate and again.replies == []
+    # the typed "5" is not taken as the answer to question 3: the screen is shown again
+    assert again.duplicate and [reply.text for reply in again.replies] == [screen.text]
+    assert again.replies[0].buttons == screen.buttons and not again.replies[0].edit
+    assert snapshot(db_path) == before
     count = "SELECT COUNT(*) FROM answers WHERE question_id NOT LIKE 'screen%'"
     assert rows(db_path, count) == [(2,)]
+
+    pressed = await r.send(Choice(token=screen.buttons[0][0].token), event_id="tg:501")
+    assert not pressed.duplicate and "Pertanyaan 4" in r.text
+    current, before = r.screen, snapshot(db_path)
+    for _ in range(2):  # redelivered twice: idempotent, it edits the pressed message
+        again = await r.send(Choice(token=screen.buttons[0][0].token), event_id="tg:501")
+        assert again.duplicate and again.notice is None
+        assert [(x.text, x.buttons, x.edit) for x in again.replies] == [
+            (current.text, current.buttons, True)
+        ]
+        assert snapshot(db_path) == before
+
+
+async def test_redelivered_event_after_a_restart_is_recognised(
+    engine: Engine, db_path: Path
+) -> None:
+    """The event ids live in the database, not only in the cache of one process."""
+    r = Respondent(engine)
+    await start_as(r, EKSTERNAL[0], EKSTERNAL[1], "kesehatan")
+    await r.send(Text(text="ignored, question 1 wants a button"), event_id="tg:600")
+    restarted_storage = await Storage.open(db_path)
+    restarted = Engine(
+        engine.questionnaire, engine.units, restarted_storage, engine.secret_key,
+        clock=engine.clock,
+    )
+    try:
+        before = snapshot(db_path)
+        again = await Respondent(restarted, user_id=r.user_id).send(
+            Choice(token=r.screen.buttons[0][0].token), event_id="tg:600"
+        )
+        assert again.duplicate and "Pertanyaan 1" in again.replies[0].text
+        assert snapshot(db_path) == before
+    finally:
+        await restarted_storage.close()
 
 
 async def test_back_changes_an_answer_and_skip_logic_follows(engine: Engine, db_path: Path) -> None:

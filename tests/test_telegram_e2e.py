@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.fake_bot_api import FakeBotApi
+from tests.fake_bot_api import BotMessage, FakeBotApi
 from tests.telegram_driver import (
     TelegramUser,
     running_bot,
@@ -72,6 +73,87 @@ async def test_duplicate_update_changes_nothing(api: FakeBotApi, tmp_path: Path)
         answers_after = table_rows(db_path, "answers")
         assert len(answers_after) == len(answers_before) + 1
         assert "Pertanyaan 3" in (user.screen().text or "")
+
+
+def snapshot(db_path: Path) -> list[list[tuple[object, ...]]]:
+    tables = ("sessions", "responses", "answers", "processed_events", "contacts")
+    return [sorted(table_rows(db_path, table), key=repr) for table in tables]
+
+
+async def test_redelivered_update_gets_the_current_screen_and_changes_nothing(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    """As after a crash between the commit and the reply: the person is not left hanging."""
+    db_path = tmp_path / "spi.sqlite3"
+    async with running_bot(settings_for(api, db_path)):
+        user = TelegramUser(api, USER)
+        await start_as_service_user(user)
+        pressed = api.press_label(USER, "Warga")  # edits this message into question 2
+        await api.wait_for(lambda: "Pertanyaan 2" in (user.screen().text or ""))
+        typed = api.send_text(USER, "7")  # question 3 comes as a new message
+        await api.wait_for(lambda: "Pertanyaan 3" in (user.screen().text or ""))
+        current, before = user.screen(), snapshot(db_path)
+
+        mark = api.mark()
+        api.redeliver(typed)  # the "7" is not taken as the answer to question 3
+        await api.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == USER, after=mark)
+        again = api.chat_messages(USER)[-1]
+        assert "Pertanyaan 3" in (again.text or "") and again.text == current.text
+        assert FakeBotApi.buttons(again) == FakeBotApi.buttons(current)
+
+        query_id = pressed["callback_query"]["id"]
+        message_id = pressed["callback_query"]["message"]["message_id"]
+        for _ in range(2):  # twice: the same answer each time
+            mark = api.mark()
+            api.redeliver(pressed)
+            await api.wait_for_call(
+                "answerCallbackQuery",
+                lambda c: c.params["callback_query_id"] == query_id,
+                after=mark,
+            )
+
+            def edited_message() -> BotMessage:
+                return next(m for m in api.chat_messages(USER) if m.message_id == message_id)
+
+            await api.wait_for(lambda: "Pertanyaan 3" in (edited_message().text or ""))
+            edited = edited_message()
+            assert edited.text == current.text
+            assert FakeBotApi.buttons(edited) == FakeBotApi.buttons(current)
+            assert snapshot(db_path) == before
+        await user.press("Sangat jelas", expect="Pertanyaan 4")  # and the survey goes on
+
+
+async def test_a_flood_from_one_account_does_not_delay_another(tmp_path: Path) -> None:
+    """1,000 presses from one account while another person answers (20 ms round trips)."""
+    async with FakeBotApi(latency=0.02) as api, running_bot(
+        settings_for(api, tmp_path / "spi.sqlite3")
+    ):
+        user = TelegramUser(api, USER)
+        await start_as_service_user(user)
+        flooder = USER + 1
+        flood_ids = {
+            api.press_button(flooder, 1, f"{n}|a|x")["callback_query"]["id"]
+            for n in range(1000)
+        }
+        latencies = []
+        for _ in range(10):
+            labels = user.labels()
+            started = time.monotonic()
+            if "angka" in (user.screen().text or ""):
+                await user.send("3")
+            else:
+                await user.press("Tidak pernah" if "Tidak pernah" in labels else labels[0])
+            latencies.append(time.monotonic() - started)
+        latencies.sort()
+        p95 = latencies[int(0.95 * len(latencies))]
+        assert p95 < 1.5, f"press p95 {p95:.2f} s during a flood"
+        # the flood was dropped without a Bot API call per press
+        flood_answers = [
+            c
+            for c in api.calls_of("answerCallbackQuery")
+            if c.params["callback_query_id"] in flood_ids
+        ]
+        assert len(flood_answers) <= 40
 
 
 async def test_stale_and_forged_buttons(api: FakeBotApi, tmp_path: Path) -> None:

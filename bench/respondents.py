@@ -1,47 +1,27 @@
-"""Shared parts of the load and crash benchmarks.
+"""Simulated respondents that take the real survey through the fake Bot API.
 
-An instrumented fake Bot API (in the benchmark's own process, so every reaction is
-time-stamped the moment the bot's request arrives), the bot as its own process, and
-simulated respondents that take the real survey. Respondents pick buttons by their
-engine tokens (``seq|action|arg``) rather than by label, so a wording change in the
-questionnaire does not break the benchmark, and they remember every answer the bot
-acknowledged so the database can be checked afterwards.
+Respondents pick buttons by their engine tokens (``seq|action|arg``) rather than by
+label, so a wording change in the questionnaire does not break the benchmarks, and
+they remember every answer the bot acknowledged so the database can be checked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import re
-import signal
-import sqlite3
-import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if str(PROJECT_ROOT) not in sys.path:  # run as `python bench/x.py`: make the project importable
-    sys.path.insert(0, str(PROJECT_ROOT))
+from bench.fake_api import BenchApi, Reaction
+from bench.paths import QUESTIONNAIRE_PATH, SECRET
+from bench.stats import Controller, Stats
+from core.i18n import gettext_for
+from core.identity import pseudonym
+from core.model import AnswerValue
+from core.questionnaire import Question, Questionnaire, load_questionnaire
 
-import psutil  # noqa: E402
-
-from core.i18n import gettext_for  # noqa: E402
-from core.identity import pseudonym  # noqa: E402
-from core.model import AnswerValue, SessionState  # noqa: E402
-from core.questionnaire import Question, Questionnaire, load_questionnaire  # noqa: E402
-from core.storage import Storage  # noqa: E402
-from tests.bot_process import bot_env as test_bot_env  # noqa: E402
-from tests.fake_bot_api import FakeBotApi, JSONDict  # noqa: E402
-
-TOKEN = "123456:BENCH"
-SECRET = "bench-secret-key-0123456789abcdef0123456789abcdef"
-QUESTIONNAIRE_PATH = PROJECT_ROOT / "surveys" / "spi.toml"
 UNIT_QUERIES = (
     "kesehatan",
     "pendidikan",
@@ -59,258 +39,6 @@ _ID = gettext_for("id")
 WELCOME_BACK = _ID.gettext("Welcome back! Continuing your survey about {unit}.").split("{")[0]
 NO_SURVEY = _ID.gettext("You have no unfinished survey. Send /start to begin one.")
 
-
-# --------------------------------------------------------------------------- the fake Bot API
-
-
-@dataclass(frozen=True)
-class Reaction:
-    """One thing the bot did in a chat, stamped when its request reached the fake."""
-
-    time: float
-    method: str
-    message_id: int
-    text: str
-    buttons: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def keyboard(self) -> bool:
-        return bool(self.buttons)
-
-    def actions(self) -> set[str]:
-        return {split_token(data)[1] for _, data in self.buttons}
-
-    def tokens(self, action: str) -> list[tuple[str, str]]:
-        """(arg, full token) of every button with this action."""
-        found = []
-        for _, data in self.buttons:
-            _, act, arg = split_token(data)
-            if act == action:
-                found.append((arg, data))
-        return found
-
-    def token(self, action: str, arg: str | None = None) -> str:
-        for found_arg, data in self.tokens(action):
-            if arg is None or found_arg == arg:
-                return data
-        raise LookupError(f"no {action}|{arg} button in {self.buttons}")
-
-
-def split_token(data: str) -> tuple[str, str, str]:
-    parts = data.split("|")
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else ("", data, "")
-
-
-class BenchApi(FakeBotApi):
-    """The fake Bot API, handing each respondent its chat's reactions as they arrive.
-
-    Waiting on a queue instead of polling the call log keeps the driver's CPU low, which
-    matters on a two-core machine where the bot needs the other core.
-    """
-
-    def __init__(self, latency: float = 0.0) -> None:
-        super().__init__(TOKEN, latency=latency)
-        self.inboxes: dict[int, asyncio.Queue[Reaction]] = {}
-        self.notices: list[str] = []
-        self._query_owner: dict[str, int] = {}
-
-    def inbox(self, chat_id: int) -> asyncio.Queue[Reaction]:
-        return self.inboxes.setdefault(chat_id, asyncio.Queue())
-
-    def press_button(
-        self, user_id: int, message_id: int, data: str, *, chat_id: int | None = None
-    ) -> JSONDict:
-        update = super().press_button(user_id, message_id, data, chat_id=chat_id)
-        self._query_owner[update["callback_query"]["id"]] = user_id
-        return update
-
-    def _deliver(self, method: str, raw: Any) -> None:
-        if not isinstance(raw, dict):
-            return
-        inbox = self.inboxes.get(raw["chat"]["id"])
-        if inbox is None:
-            return
-        buttons = tuple(
-            (str(b.get("text", "")), str(b["callback_data"]))
-            for row in (raw.get("reply_markup") or {}).get("inline_keyboard", [])
-            for b in row
-            if "callback_data" in b
-        )
-        inbox.put_nowait(
-            Reaction(time.monotonic(), method, raw["message_id"], raw.get("text") or "", buttons)
-        )
-
-    def _send_message(self, params: JSONDict) -> JSONDict:
-        raw = super()._send_message(params)
-        self._deliver("sendMessage", raw)
-        return raw
-
-    def _edit_message_text(self, params: JSONDict) -> JSONDict | bool:
-        raw = super()._edit_message_text(params)
-        self._deliver("editMessageText", raw)
-        return raw
-
-    def _answer_callback_query(self, params: JSONDict) -> bool:
-        result = super()._answer_callback_query(params)
-        notice = str(params.get("text") or "")
-        owner = self._query_owner.pop(str(params.get("callback_query_id")), None)
-        if notice:
-            self.notices.append(notice)
-        if owner is not None and owner in self.inboxes:
-            self.inboxes[owner].put_nowait(
-                Reaction(time.monotonic(), "answerCallbackQuery", 0, notice)
-            )
-        return result
-
-
-# --------------------------------------------------------------------------- the bot process
-
-
-def bot_env(api: FakeBotApi, db_path: Path, **extra: str) -> dict[str, str]:
-    """The test suite's environment for `python -m bot run`, quieter for benchmarks."""
-    return test_bot_env(
-        api, db_path, SPI_SECRET_KEY=SECRET, LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", **extra
-    )
-
-
-def start_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, *args], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
-async def wait_polling(
-    api: FakeBotApi, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0
-) -> None:
-    """Ready means a getUpdates after start-up: handlers are registered and polling runs."""
-    before = api.method_counts["getUpdates"]
-    deadline = time.monotonic() + timeout
-    while api.method_counts["getUpdates"] <= before:
-        if process.poll() is not None:
-            raise RuntimeError(f"bot exited with {process.returncode}:\n{tail(log_path)}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"bot did not start polling in {timeout}s:\n{tail(log_path)}")
-        await asyncio.sleep(0.02)
-
-
-async def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
-    """SIGTERM (PTB stops polling and closes the database), SIGKILL if it hangs."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(process.wait, timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            await asyncio.to_thread(process.wait, 5)
-    return process.returncode
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class ProcessSampler:
-    """Peak RSS and CPU use of the bot process, sampled while the load runs."""
-
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
-        self.process = psutil.Process(pid)
-        self.interval = interval
-        self.peak_rss = 0
-        self.first_rss = 0
-        self._task: asyncio.Task[None] | None = None
-        self._cpu0 = 0.0
-        self._wall0 = 0.0
-        self.cpu_seconds = 0.0
-        self.wall_seconds = 0.0
-
-    def _cpu(self) -> float:
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
-
-    def _sample(self) -> None:
-        rss = int(self.process.memory_info().rss)
-        self.peak_rss = max(self.peak_rss, rss)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                self._sample()
-            except psutil.Error:
-                return
-            await asyncio.sleep(self.interval)
-
-    def start(self) -> None:
-        self.first_rss = int(self.process.memory_info().rss)
-        self._cpu0, self._wall0 = self._cpu(), time.monotonic()
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        try:
-            self._sample()
-            self.cpu_seconds = self._cpu() - self._cpu0
-        except psutil.Error:
-            pass
-        self.wall_seconds = time.monotonic() - self._wall0
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    @property
-    def cpu_percent(self) -> float:
-        return 100.0 * self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
-
-
-# --------------------------------------------------------------------------- bookkeeping
-
-
-@dataclass
-class Stats:
-    """What all respondents of one run did and saw."""
-
-    latencies: list[float] = field(default_factory=list)  # every action, seconds
-    press_latencies: list[float] = field(default_factory=list)  # button presses only
-    done_at: list[float] = field(default_factory=list)  # when each reply arrived
-    actions: int = 0
-    answers: int = 0
-    completed: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    def error(self, text: str) -> None:
-        self.errors.append(text)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 10) - 1]
-
-
-class Controller:
-    """Whether the bot is up; the crash test bumps ``generation`` at every kill."""
-
-    def __init__(self) -> None:
-        self.generation = 0
-        self.up_since: float | None = time.monotonic()
-        self._up = asyncio.Event()
-        self._up.set()
-
-    def killed(self) -> None:
-        self.generation += 1
-        self.up_since = None
-        self._up.clear()
-
-    def restarted(self) -> None:
-        self.up_since = time.monotonic()
-        self._up.set()
-
-    async def wait_up(self) -> None:
-        await self._up.wait()
 
 
 class Stuck(Exception):
@@ -470,7 +198,6 @@ def page_of(text: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-# --------------------------------------------------------------------------- the survey
 
 
 class Survey:
@@ -534,6 +261,9 @@ class SurveyRespondent(Chat):
         self.group = self.rng.choice(choices)
         self.queries = self.rng.sample(UNIT_QUERIES, k=2)
         self.expected: dict[str, AnswerValue] = {}
+        # Later values of an acknowledged answer, pressed while the bot was killed: the
+        # database may hold one of them instead (committed, but the reply was lost).
+        self.unknown: dict[str, list[AnswerValue]] = {}
         self.screening_expected: dict[str, str] = {}
         self.unit: str | None = None  # set once a question shows: the response exists
         self.chosen_unit: str | None = None
@@ -632,12 +362,15 @@ class SurveyRespondent(Chat):
             _, todo = self._multi
             if todo:
                 code = todo[0]
-                if await self._act_press(screen.token("m", code), answer=True) == "ack":
+                order = [o.code for o in question.options]
+                chosen = sorted([*self._chosen(question.id), code], key=order.index)
+                verdict = await self._act_press(screen.token("m", code), answer=True)
+                if verdict == "ack":
                     todo.pop(0)
                     self._toggled = True
-                    chosen = [*self._chosen(question.id), code]
-                    order = [o.code for o in question.options]
-                    self.expected[question.id] = sorted(chosen, key=order.index)
+                    self.expected[question.id] = chosen
+                elif verdict == "lost":  # committed or not: a kill hid which
+                    self.unknown.setdefault(question.id, []).append(chosen)
             else:
                 await self._act_press(screen.token("md"), answer=True)
         elif question.is_choice:
@@ -772,168 +505,3 @@ class ReplayRespondent(Chat):
             self.stats.completed += 1
         except Stuck as exc:
             self.stats.error(str(exc))
-
-
-# --------------------------------------------------------------------------- checking the database
-
-
-@dataclass
-class Check:
-    respondents: int = 0
-    completed: int = 0
-    acknowledged: int = 0
-    missing: list[str] = field(default_factory=list)
-    wrong: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    unfinished: list[str] = field(default_factory=list)
-    order: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.wrong or self.duplicates or self.unfinished or self.order)
-
-    def summary(self) -> str:
-        parts = [
-            f"{self.completed}/{self.respondents} completed",
-            f"{self.acknowledged} acknowledged answers checked",
-            f"{len(self.missing)} missing",
-            f"{len(self.wrong)} different",
-            f"{len(self.duplicates)} duplicated responses",
-            f"{len(self.order)} order errors",
-        ]
-        return ", ".join(parts)
-
-    def examples(self, n: int = 5) -> list[str]:
-        problems = self.missing + self.wrong + self.duplicates + self.unfinished + self.order
-        return problems[:n]
-
-
-def check_database(db_path: Path, respondents: list[SurveyRespondent], exact: bool) -> Check:
-    """Every acknowledged answer is stored; one completed response per respondent.
-
-    ``exact``: without crashes the stored answers must equal the pressed ones, no more.
-    """
-    result = Check(respondents=len(respondents))
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        for r in respondents:
-            rows = db.execute(
-                "SELECT id, status, unit_code, group_code FROM responses WHERE respondent_key = ?",
-                (r.respondent_key,),
-            ).fetchall()
-            completed = [row for row in rows if row[1] == "completed"]
-            open_ = [row for row in rows if row[1] == "in_progress"]
-            if len(completed) > 1:
-                result.duplicates.append(f"user {r.user_id}: {len(completed)} completed")
-            if open_ or not completed:
-                result.unfinished.append(f"user {r.user_id}: {len(open_)} open, not completed")
-                continue
-            result.completed += 1
-            response_id, _, unit, group = completed[0]
-            if group != r.group or (r.unit is not None and unit != r.unit):
-                result.wrong.append(f"user {r.user_id}: {group}/{unit} != {r.group}/{r.unit}")
-            stored = {
-                qid: json.loads(value)
-                for qid, value in db.execute(
-                    "SELECT question_id, value FROM answers WHERE response_id = ?", (response_id,)
-                )
-            }
-            wanted: dict[str, Any] = {**r.expected, **r.screening_expected}
-            for qid, value in wanted.items():
-                result.acknowledged += 1
-                if qid not in stored:
-                    result.missing.append(f"user {r.user_id}: {qid} not stored")
-                elif stored[qid] != value:
-                    result.wrong.append(f"user {r.user_id}: {qid} = {stored[qid]!r}, not {value!r}")
-            if exact:
-                extra = sorted(set(stored) - set(wanted))
-                if extra:
-                    result.wrong.append(f"user {r.user_id}: unexpected answers {extra}")
-            result.order.extend(f"user {r.user_id}: {e}" for e in r.order_errors)
-    finally:
-        db.close()
-    return result
-
-
-# --------------------------------------------------------------------------- seeding
-
-
-async def seed_unfinished(db_path: Path, count: int, survey: Survey, first_user: int) -> None:
-    """Put ``count`` respondents mid-survey into a fresh database, as months of use would.
-
-    The schema comes from the real migrations; rows are inserted directly for speed.
-    """
-    storage = await Storage.open(db_path)
-    await storage.close()
-    rng = random.Random(count)
-    units = [row for row in _unit_codes()]
-    now = "2025-06-10T02:00:00+00:00"
-    db = sqlite3.connect(db_path)
-    try:
-        db.execute("BEGIN")
-        events = 0
-        for i in range(count):
-            user_id = first_user + i
-            key = pseudonym(SECRET.encode(), "telegram", str(user_id))
-            group = "eksternal" if i % 3 else "internal"
-            unit = rng.choice(units)
-            questions = survey.q.questions_for(group)
-            answered = rng.randint(1, min(8, len(questions) - 1))
-            cur = db.execute(
-                "INSERT INTO responses(respondent_key, period, group_code, unit_code, status, "
-                "channel, started_at) VALUES (?, ?, ?, ?, 'in_progress', 'telegram', ?)",
-                (key, survey.q.period, group, unit, now),
-            )
-            response_id = cur.lastrowid
-            screening = {}
-            for screen in survey.q.group(group).screening:  # type: ignore[union-attr]
-                code = next(o.code for o in screen.options if o.eligible)
-                screening[screen.id] = code
-            rows: list[tuple[Any, ...]] = [
-                (response_id, f"screen_{sid}", json.dumps(code), now)
-                for sid, code in screening.items()
-            ]
-            for question in questions[:answered]:
-                value: Any = question.options[0].code if question.options else 3
-                if question.type == "multi":
-                    value = [question.options[0].code]
-                rows.append((response_id, question.id, json.dumps(value), now))
-            db.executemany(
-                "INSERT INTO answers(response_id, question_id, value, answered_at) "
-                "VALUES (?, ?, ?, ?)",
-                rows,
-            )
-            state = SessionState(
-                respondent_key=key,
-                stage="question",
-                seq=10 + answered,
-                group=group,
-                screening=screening,
-                unit=unit,
-                response_id=response_id,
-                question_id=questions[answered].id,
-            )
-            db.execute(
-                "INSERT INTO sessions(respondent_key, state, updated_at) VALUES (?, ?, ?)",
-                (key, state.model_dump_json(), now),
-            )
-            db.execute(
-                "INSERT INTO contacts(channel, address, locale, opted_out, active, "
-                "survey_status, updated_at) VALUES ('telegram', ?, 'id', 0, 1, 'started', ?)",
-                (str(user_id), now),
-            )
-            n_events = 8 + answered
-            db.executemany(
-                "INSERT INTO processed_events(event_id, processed_at) VALUES (?, ?)",
-                [(f"tg:{10_000_000 + events + k}", now) for k in range(n_events)],
-            )
-            events += n_events
-        db.execute("COMMIT")
-    finally:
-        db.close()
-
-
-def _unit_codes() -> list[str]:
-    from core.units import load_units
-
-    return [u.code for u in load_units(PROJECT_ROOT / "surveys" / "units-kota-semarang.toml").units]
