@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Concatenate, Literal, ParamSpec, TypeVar
 
@@ -612,14 +612,21 @@ class Desk:
     # -- broadcasts and reminders --------------------------------------------------
     @admins_only(write=True)
     async def broadcast_draft(
-        self, tx: Transaction, who: Who, text: str, escape: Callable[[str], str]
+        self,
+        tx: Transaction,
+        who: Who,
+        text: str,
+        escape: Callable[[str], str],
+        channels: Collection[str] = (),
     ) -> Draft | Refused:
-        """A draft to everyone reachable; ``escape`` makes the text safe for the channel."""
+        """A draft to everyone reachable on ``channels`` (by default the caller's);
+        ``escape`` makes the text safe for the channel."""
         if len(text) > bc.MAX_TEXT_LENGTH:
             return Refused("too_long", who.locale, str(len(text)))
-        channel = who.caller.channel
         progress = bc.SurveyProgress(self.secret_key, self.period)
-        recipients = await bc.count_audience(tx, "all", channel, progress)
+        recipients = len(
+            await bc.audience_rows(tx, "all", channels or (who.caller.channel,), progress)
+        )
         escaped = escape(text)
         now = self.clock()
         draft_id = await bc.create_draft(
@@ -636,12 +643,19 @@ class Desk:
 
     @admins_only(write=True)
     async def broadcast_decide(
-        self, tx: Transaction, who: Who, broadcast_id: int, send: bool
+        self,
+        tx: Transaction,
+        who: Who,
+        broadcast_id: int,
+        send: bool,
+        channels: Collection[str] = (),
     ) -> BroadcastDecided | Refused:
+        """Send a draft to ``channels`` (by default the caller's), or cancel it."""
         now = self.clock()
         if send:
             progress = bc.SurveyProgress(self.secret_key, self.period)
-            started = await bc.start_draft(tx, broadcast_id, (who.caller.channel,), now, progress)
+            channels = channels or (who.caller.channel,)
+            started = await bc.start_draft(tx, broadcast_id, channels, now, progress)
             if started is None:
                 return Refused("already_decided", who.locale, str(broadcast_id))
             await tx.audit(
