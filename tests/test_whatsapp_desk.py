@@ -20,14 +20,18 @@ import pytest
 from bot.whatsapp.api import CloudApi, CloudApiError
 from bot.whatsapp.desk import desk_command
 from bot.whatsapp.runner import WhatsAppRuntime
+from bot.whatsapp.sender import OUTSIDE_WINDOW_REASON
 from core import access
 from core import desk as d
 from core.events import Choice, Command, Text
 from core.migrations import MIGRATIONS
-from core.model import utcnow
+from core.model import iso, utcnow
 from core.storage import Storage
 from tests.conftest import SECRET
+from tests.fake_bot_api import FakeBotApi
 from tests.fake_whatsapp_api import FakeWhatsAppApi
+from tests.telegram_driver import TelegramUser
+from tests.test_broadcast import PAST_WINDOW, broadcast_bot, rows
 from tests.whatsapp_driver import WhatsAppUser, running_whatsapp, settings_for, start_survey
 
 TG_ADMIN = 910001  # a Telegram admin (ADMIN_IDS)
@@ -239,3 +243,50 @@ async def test_old_roles_become_telegram_roles(tmp_path: Path) -> None:
             assert (await access.role_of(tx, 7, [], channel="whatsapp")).unit_code == "disdik"
     finally:
         await storage.close()
+
+
+async def test_siaran_from_telegram_reaches_whatsapp_contacts_in_the_window(
+    api: FakeWhatsAppApi, tmp_path: Path
+) -> None:
+    """/siaran by a Telegram admin goes to WhatsApp contacts too; one outside the
+    24-hour window is skipped, with the reason kept on its delivery row."""
+    db_path = tmp_path / "spi.sqlite3"
+    async with FakeBotApi() as telegram:
+        settings = settings_for(
+            api,
+            db_path,
+            telegram_bot_token=telegram.token,
+            telegram_base_url=telegram.base_url,
+            admin_ids=[TG_ADMIN],
+            **PAST_WINDOW,
+        )
+        async with broadcast_bot(settings) as (svc, _app):
+            runtime = WhatsAppRuntime(svc, pause=0.3)
+            await runtime.start()
+            api.webhook_url = runtime.url
+            try:
+                near, away = (WhatsAppUser(api, runtime, n) for n in (WA_OFFICIAL, WA_STRANGER))
+                for user in (near, away):
+                    await user.send("/start", expect="sukarela")
+                    await user.press("setuju", expect="kelompok")
+                api.expire_window(WA_STRANGER)
+                async with svc.storage.transaction() as tx:
+                    await tx.execute(
+                        "UPDATE chat_windows SET last_inbound = ? WHERE address = ?",
+                        (iso(utcnow() - dt.timedelta(days=2)), WA_STRANGER),
+                    )
+                admin = TelegramUser(telegram, TG_ADMIN)
+                await admin.send("/siaran Halo & selamat pagi", expect="2 penerima")
+                await admin.press("Kirim", expect="sedang dikirim")
+                for _ in range(100):
+                    if rows(db_path, "SELECT 1 FROM deliveries WHERE status = 'pending'") == []:
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                await runtime.stop()
+    assert [m.text for m in api.to(WA_OFFICIAL)][-1] == "Halo & selamat pagi"
+    assert not any("selamat pagi" in m.text for m in api.to(WA_STRANGER))
+    assert sorted(rows(db_path, "SELECT channel, address, status, error FROM deliveries")) == [
+        ("whatsapp", WA_OFFICIAL, "sent", None),
+        ("whatsapp", WA_STRANGER, "skipped", OUTSIDE_WINDOW_REASON),
+    ]
