@@ -30,7 +30,8 @@ from core.storage import Storage
 from tests.conftest import SECRET
 from tests.fake_bot_api import FakeBotApi
 from tests.fake_whatsapp_api import FakeWhatsAppApi
-from tests.telegram_driver import TelegramUser
+from tests.telegram_driver import TelegramUser, running_bot
+from tests.telegram_driver import settings_for as telegram_settings
 from tests.test_broadcast import PAST_WINDOW, broadcast_bot, rows
 from tests.whatsapp_driver import WhatsAppUser, running_whatsapp, settings_for, start_survey
 
@@ -290,3 +291,35 @@ async def test_siaran_from_telegram_reaches_whatsapp_contacts_in_the_window(
         ("whatsapp", WA_OFFICIAL, "sent", None),
         ("whatsapp", WA_STRANGER, "skipped", OUTSIDE_WINDOW_REASON),
     ]
+
+
+async def test_a_telegram_admin_revokes_a_whatsapp_official_by_its_button(
+    tmp_path: Path,
+) -> None:
+    """The same number as a Telegram official and as a WhatsApp official: the list shows
+    both apart, and the WhatsApp one's button revokes that one only."""
+    twin = 62812000001  # also a plausible Telegram id
+    async with FakeBotApi() as telegram:
+        settings = telegram_settings(telegram, tmp_path / "spi.sqlite3", admin_ids=[TG_ADMIN])
+        async with running_bot(settings) as svc:
+            async with svc.storage.transaction() as tx:
+                for channel in ("telegram", "whatsapp"):
+                    code = await access.create_invite(
+                        tx, SECRET, "dinkes", TG_ADMIN, utcnow(), dt.timedelta(hours=1)
+                    )
+                    result = await access.redeem_invite(
+                        tx, SECRET, code, twin, utcnow(), channel=channel
+                    )
+                    assert result == ("ok", "dinkes")
+            admin = TelegramUser(telegram, TG_ADMIN)
+            listing = await admin.send("/pejabat", expect=f"WA +{twin}")
+            assert f"• {twin} – Dinas Kesehatan" in (listing.text or "")
+            data = telegram.button_data(TG_ADMIN, f"WA +{twin}")
+            assert data == f"adm|rev|w{twin}"
+            mark = telegram.mark()
+            telegram.press_button(TG_ADMIN, listing.message_id, data)
+            answer = await telegram.wait_for_call("answerCallbackQuery", after=mark)
+            assert str(twin) in answer.params["text"]
+            async with svc.storage.read() as tx:
+                left = await tx.fetchall("SELECT channel, user_id FROM officials")
+            assert [tuple(row) for row in left] == [("telegram", twin)]
