@@ -125,8 +125,13 @@ async def test_a_stranger_is_refused_and_a_matching_telegram_id_inherits_nothing
         twin = WhatsAppUser(api, runtime, str(TG_OFFICIAL))
         await twin.send("skor", expect=REFUSED)
         admin_twin = WhatsAppUser(api, runtime, str(TG_ADMIN))
-        await admin_twin.send("peringkat", expect="hanya untuk admin")
-        await admin_twin.send("undang dinkes", expect="hanya untuk admin")
+        await admin_twin.send("/peringkat", expect="hanya untuk admin")
+        await admin_twin.send("/undang dinkes", expect="hanya untuk admin")
+        # Without a slash, an admin's word from someone without a role is survey text
+        # (e.g. typing "admin" to search for a unit): the engine answers, no refusal.
+        for text in ("admin", "peringkat", "undang dinkes"):
+            replies = await admin_twin.send(text)
+            assert not any(REFUSED in r.text for r in replies), text
         assert (await desk.role(d.Caller("whatsapp", TG_OFFICIAL))).role.unit_code is None
         assert (await desk.role(d.Caller("whatsapp", TG_ADMIN))).role.admin is False
         # /id answers with the number, for WHATSAPP_ADMIN_NUMBERS.
@@ -154,6 +159,10 @@ async def test_a_whatsapp_admin_invites_and_lists(api: FakeWhatsAppApi, tmp_path
         await admin.send("admin", expect="WHATSAPP_ADMIN_NUMBERS")
         await admin.send("peringkat", expect="Dinas Kesehatan")
         await admin.send("/skor", expect="Cara pakai")  # an admin names the unit
+        await admin.send("/tambah_admin", expect="tambah_admin 6281234567890")
+        await admin.send(f"hapus_admin {WA_ADMIN}", expect="WHATSAPP_ADMIN_NUMBERS")
+        await admin.send("tambah_admin 6281200000009", expect="sekarang menjadi admin")
+        assert (await the_desk(runtime).role(d.Caller("whatsapp", 6281200000009))).role.admin
         # The same number on Telegram is nobody.
         role = await the_desk(runtime).role(d.Caller("telegram", int(WA_ADMIN)))
         assert role.role.admin is False

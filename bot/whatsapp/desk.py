@@ -4,7 +4,9 @@
 or without a leading slash, in any case. Only the desk's command words are taken
 here; any other message goes to the survey engine as before. Without a slash a
 message is a command only if its arguments fit the command (``skor dinkes``,
-``daftar K7M2…``); otherwise it is the respondent's text and the engine gets it.
+``daftar K7M2…``), and an admin's word (``admin``, ``rekap``, …) only from someone
+with a role: a respondent searching for a unit by typing "admin" is not refused,
+the engine gets the text.
 
 The rules live in :class:`core.desk.Desk`, as on Telegram; the texts are
 bot/render.py's, turned from Telegram HTML into WhatsApp formatting. Buttons are
@@ -45,7 +47,19 @@ COMMAND_WORDS = frozenset(
         "koreksi",
     }
 )
+FOR_ANYONE = frozenset({"skor", "daftar", "id"})
 YOUR_NUMBER = N_("Your WhatsApp number: {id}")
+# Where bot/render.py's words are Telegram's: the WhatsApp account is a number.
+USAGE = {
+    "tambah_admin": N_("Usage: tambah_admin <WhatsApp number>, e.g. tambah_admin 6281234567890"),
+    "hapus_admin": N_(
+        "Usage: hapus_admin <WhatsApp number>, e.g. hapus_admin 6281234567890. "
+        "admin lists the admins."
+    ),
+}
+CONFIGURED_ADMIN = N_(
+    "{number} is an admin through the WHATSAPP_ADMIN_NUMBERS setting; remove them there."
+)
 _CODE = re.compile(r"<code>(.*?)</code>", re.DOTALL)
 T = TypeVar("T")
 
@@ -97,6 +111,10 @@ class WhatsAppDesk:
         if not (wa_id.isascii() and wa_id.isdigit()):
             return None
         caller = Caller(CHANNEL, int(wa_id), event_id)
+        if not command.slashed and command.name not in FOR_ANYONE:
+            role = (await self.desk.role(caller)).role
+            if not role.admin and role.unit_code is None:
+                return None
         handler = getattr(self, f"_{command.name}")
         reply: DeskReply | None = await handler(caller, command)
         if reply is None or reply.duplicate:
@@ -112,6 +130,9 @@ class WhatsAppDesk:
         if isinstance(result, Refused):
             if result.reason == "duplicate":
                 return DeskReply(duplicate=True)
+            if result.reason == "configured_admin":
+                tr = gettext_for(result.locale)
+                return DeskReply([tr.gettext(CONFIGURED_ADMIN).format(number=result.detail)])
             rendered = render.refusal(result, command)
         else:
             rendered = ok(result)
@@ -130,6 +151,8 @@ class WhatsAppDesk:
             reason = "not_allowed"
         else:
             reason = "admins_only"
+        if reason == "usage" and command.name in USAGE:
+            return _ReadReply([gettext_for(view.locale).gettext(USAGE[command.name])])
         return _ReadReply(
             [whatsapp_rendered(render.refusal(Refused(reason, view.locale), command.name).text)]
         )
