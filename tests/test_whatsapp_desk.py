@@ -194,7 +194,9 @@ def test_only_the_desk_words_are_commands() -> None:
         "dinas kesehatan",
         True,
     )
-    for text in ("skorsing", "halo", "kesehatan", "skor.", "1"):
+    multiline = desk_command(Text(text="skor\n dinkes"))
+    assert multiline is not None and (multiline.name, multiline.args) == ("skor", "dinkes")
+    for text in ("skorsing", "halo", "kesehatan", "skor.", "1", "", " ", "/"):
         assert desk_command(Text(text=text)) is None, text
     assert desk_command(Command(name="start", args="")) is None
     assert desk_command(Choice(token="1|ans|2")) is None

@@ -78,7 +78,8 @@ def desk_command(event: Event) -> DeskCommand | None:
     if isinstance(event, Command):
         name, args, slashed = event.name, event.args, True
     elif isinstance(event, Text):
-        head, _, args = event.text.strip().partition(" ")
+        head, *rest = event.text.split(maxsplit=1) or [""]
+        args = rest[0] if rest else ""
         slashed = head.startswith("/")
         name = head.removeprefix("/").lower()
     else:
