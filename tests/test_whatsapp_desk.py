@@ -157,7 +157,18 @@ async def test_a_whatsapp_admin_invites_and_lists(api: FakeWhatsAppApi, tmp_path
         listed = await admin.send("pejabat")
         assert f"WA +{WA_OFFICIAL}" in listed[0].text
         await admin.send("admin", expect="WHATSAPP_ADMIN_NUMBERS")
-        await admin.send("peringkat", expect="Dinas Kesehatan")
+        first = await admin.send("peringkat", expect="Dinas Kesehatan")
+        second = await admin.press("➡️")
+        assert second[0].text != first[0].text and "➡️" in admin.labels()
+
+        # A revocation row pressed by someone else is judged again: refused.
+        await admin.send("pejabat")
+        row_id, title = admin.choice(f"WA +{WA_OFFICIAL}")
+        assert row_id == f"adm|rev|w{WA_OFFICIAL}"
+        await official.deliver(api.reply("list", row_id, title))
+        assert "hanya untuk admin" in official.messages()[-1].text
+        await admin.press(f"WA +{WA_OFFICIAL}", expect="telah dicabut")
+        await official.send("skor", expect=REFUSED)
         await admin.send("/skor", expect="Cara pakai")  # an admin names the unit
         await admin.send("/tambah_admin", expect="tambah_admin 6281234567890")
         await admin.send(f"hapus_admin {WA_ADMIN}", expect="WHATSAPP_ADMIN_NUMBERS")

@@ -25,12 +25,10 @@ from bot.whatsapp.api import (
     CloudApiError,
     Payload,
 )
-from bot.whatsapp.desk import DeskReply, WhatsAppDesk, desk_command
+from bot.whatsapp.desk import DeskReply, WhatsAppDesk, desk_button, desk_command
 from bot.whatsapp.render import (
-    TEXT_BODY,
     ShortLabels,
     Words,
-    cut,
     image_message,
     render_reply,
     text_message,
@@ -162,10 +160,14 @@ class WhatsAppChannel:
             event_id=event_id(self.svc.secret_key, inbound.message_id),
         )
         event = inbound.event
-        command = desk_command(event)
-        if command is not None:
+        command, token = desk_command(event), desk_button(event)
+        if command is not None or token is not None:
             assert incoming.event_id is not None
-            reply = await self.desk.handle(inbound.wa_id, incoming.event_id, command)
+            if command is not None:
+                reply = await self.desk.handle(inbound.wa_id, incoming.event_id, command)
+            else:
+                assert token is not None
+                reply = await self.desk.press(inbound.wa_id, incoming.event_id, token)
             if reply is not None:
                 if not reply.duplicate:
                     await self._note_window(inbound.wa_id)
@@ -205,10 +207,12 @@ class WhatsAppChannel:
                 return
 
     async def send_desk_reply(self, wa_id: str, reply: DeskReply) -> None:
-        """The desk's texts, then its chart as an image message (uploaded first)."""
-        for text in reply.texts:
-            if not await self._send_reply(wa_id, text_message(cut(text, TEXT_BODY))):
-                return
+        """The desk's messages, then its chart as an image message (uploaded first)."""
+        words = Words.for_locale(reply.locale)
+        for each in reply.replies:
+            for message in render_reply(each, words, self.shorts):
+                if not await self._send_reply(wa_id, message):
+                    return
         if reply.chart is not None:
             png, caption = reply.chart
             try:

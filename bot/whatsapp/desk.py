@@ -8,15 +8,18 @@ message is a command only if its arguments fit the command (``skor dinkes``,
 with a role: a respondent searching for a unit by typing "admin" is not refused,
 the engine gets the text.
 
-The rules live in :class:`core.desk.Desk`, as on Telegram; the texts are
-bot/render.py's, turned from Telegram HTML into WhatsApp formatting. Buttons are
-not offered: pages and revocations are typed (``peringkat 2``). A redelivered
-webhook changes nothing and is not answered twice: writes claim the message's
-event id in the desk's transaction, reads claim it after reading.
+The rules live in :class:`core.desk.Desk`, as on Telegram; the texts and buttons
+are bot/render.py's, sent as WhatsApp messages by bot/whatsapp/render.py (HTML to
+WhatsApp formatting, buttons as reply buttons or list rows). A pressed row comes
+back as its token (``adm|rev|w6281…``) and is judged by the desk again: a button
+is never a permission. A redelivered webhook changes nothing and is not answered
+twice: writes claim the message's event id in the desk's transaction, reads
+claim it after reading.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +27,9 @@ from typing import TypeVar
 
 from bot import render
 from bot.render import Rendered
-from bot.whatsapp.render import whatsapp_text
 from core import desk as d
 from core.desk import Caller, Desk, Refused
-from core.events import Command, Event, Text
+from core.events import Choice, Command, Event, Reply, Text
 from core.i18n import N_, gettext_for
 
 CHANNEL = "whatsapp"
@@ -61,6 +63,7 @@ CONFIGURED_ADMIN = N_(
     "{number} is an admin through the WHATSAPP_ADMIN_NUMBERS setting; remove them there."
 )
 _CODE = re.compile(r"<code>(.*?)</code>", re.DOTALL)
+_BUTTON = re.compile(r"^adm\|(rank|rev|rvi|rma)\|(w?)([0-9]{1,18})$")  # as on Telegram
 T = TypeVar("T")
 
 
@@ -87,16 +90,31 @@ def desk_command(event: Event) -> DeskCommand | None:
     return DeskCommand(name, args.strip(), slashed) if name in COMMAND_WORDS else None
 
 
-def whatsapp_rendered(text: str) -> str:
-    """bot/render.py's Telegram HTML as WhatsApp text (``<code>`` → monospace)."""
-    return whatsapp_text(_CODE.sub(lambda m: f"```{m.group(1)}```", text))
+def desk_button(event: Event) -> str | None:
+    """The token of a pressed desk button (``adm|…``), or None: it is the engine's."""
+    if isinstance(event, Choice) and event.token.startswith("adm|"):
+        return event.token
+    return None
+
+
+def as_reply(rendered: Rendered) -> Reply:
+    """bot/render.py's message as a reply for bot/whatsapp/render.py (``<code>`` →
+    monospace; the rest of its HTML is converted there)."""
+    text = _CODE.sub(lambda m: f"```{m.group(1)}```", rendered.text)
+    return Reply(text=text, buttons=rendered.buttons)
+
+
+def plain(text: str) -> Reply:
+    return Reply(text=html.escape(text, quote=False))
 
 
 @dataclass
 class DeskReply:
-    """What to send back: texts (WhatsApp formatting) and maybe a chart (PNG, caption)."""
+    """What to send back: replies (Telegram HTML and buttons, converted when sent), in
+    ``locale``, and maybe a chart (PNG, caption)."""
 
-    texts: list[str] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    locale: str = "id"
     chart: tuple[bytes, str] | None = None
     duplicate: bool = False  # a redelivered message: send nothing
 
@@ -121,9 +139,42 @@ class WhatsAppDesk:
         if reply is None or reply.duplicate:
             return reply
         if command.name not in _WRITES or isinstance(reply, _ReadReply):
-            async with self.desk.storage.transaction() as tx:
-                if not await self.desk.claim(tx, caller):
-                    return DeskReply(duplicate=True)
+            return await self._claimed(caller, reply)
+        return reply
+
+    async def press(self, wa_id: str, event_id: str, token: str) -> DeskReply | None:
+        """A pressed desk button: a ranking page, or a revocation (admins only)."""
+        if not (wa_id.isascii() and wa_id.isdigit()):
+            return None
+        caller = Caller(CHANNEL, int(wa_id), event_id)
+        desk = self.desk
+        match = _BUTTON.match(token)
+        if match is None:
+            view = await desk.role(caller)
+            refused = Refused("button_unknown", view.locale)
+            return await self._claimed(caller, self._reply("admin", refused, render.done))
+        action, number = match.group(1), int(match.group(3))
+        channel = CHANNEL if match.group(2) else "telegram"
+        if action == "rank":
+            ranking = await desk.ranking(caller, number + 1)
+            page = self._reply(
+                "peringkat", ranking, lambda v: render.ranking(v, desk.questionnaire)
+            )
+            return await self._claimed(caller, page)
+        result: d.Done | Refused
+        if action == "rev":
+            result = await desk.revoke_official(caller, number, channel)
+        elif action == "rma":
+            result = await desk.remove_admin(caller, number, channel)
+        else:
+            result = await desk.revoke_invite(caller, number)
+        return self._reply("admin", result, render.done)
+
+    async def _claimed(self, caller: Caller, reply: DeskReply) -> DeskReply:
+        """A read's reply, unless this event was already answered (a redelivery)."""
+        async with self.desk.storage.transaction() as tx:
+            if not await self.desk.claim(tx, caller):
+                return DeskReply(duplicate=True)
         return reply
 
     # -- helpers ---------------------------------------------------------------
@@ -133,11 +184,12 @@ class WhatsAppDesk:
                 return DeskReply(duplicate=True)
             if result.reason == "configured_admin":
                 tr = gettext_for(result.locale)
-                return DeskReply([tr.gettext(CONFIGURED_ADMIN).format(number=result.detail)])
+                text = tr.gettext(CONFIGURED_ADMIN).format(number=result.detail)
+                return DeskReply([plain(text)], result.locale)
             rendered = render.refusal(result, command)
         else:
             rendered = ok(result)
-        return DeskReply([whatsapp_rendered(rendered.text)])
+        return DeskReply([as_reply(rendered)], _locale_of(result))
 
     async def _bad_arguments(
         self, caller: Caller, command: DeskCommand, *, anyone: bool = False
@@ -153,10 +205,10 @@ class WhatsAppDesk:
         else:
             reason = "admins_only"
         if reason == "usage" and command.name in USAGE:
-            return _ReadReply([gettext_for(view.locale).gettext(USAGE[command.name])])
-        return _ReadReply(
-            [whatsapp_rendered(render.refusal(Refused(reason, view.locale), command.name).text)]
-        )
+            usage = gettext_for(view.locale).gettext(USAGE[command.name])
+            return _ReadReply([plain(usage)], view.locale)
+        refused = render.refusal(Refused(reason, view.locale), command.name)
+        return _ReadReply([as_reply(refused)], view.locale)
 
     # -- officials and admins ----------------------------------------------------
     async def _skor(self, caller: Caller, command: DeskCommand) -> DeskReply | None:
@@ -186,7 +238,7 @@ class WhatsAppDesk:
             return None
         view = await self.desk.role(caller)
         text = gettext_for(view.locale).gettext(YOUR_NUMBER).format(id=caller.user_id)
-        return DeskReply([text])
+        return DeskReply([plain(text)], view.locale)
 
     # -- admins ----------------------------------------------------------------------
     async def _peringkat(self, caller: Caller, command: DeskCommand) -> DeskReply | None:
@@ -257,7 +309,7 @@ class WhatsAppDesk:
                 reply = self._reply(
                     "koreksi", listed, lambda v: render.correction_list(v, desk.settings.tz)
                 )
-                return _ReadReply(reply.texts)
+                return _ReadReply(reply.replies, reply.locale)
         elif len(words) >= 4:
             query = d.parse_query(words[0])
             category = d.parse_category(words[1])
@@ -275,3 +327,8 @@ class _ReadReply(DeskReply):
 
 # Commands whose desk operation claims the event in its own transaction.
 _WRITES = frozenset({"daftar", "undang", "tambah_admin", "hapus_admin", "koreksi"})
+
+
+def _locale_of(result: object) -> str:
+    locale = getattr(result, "locale", "id")
+    return locale if isinstance(locale, str) else "id"
