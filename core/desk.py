@@ -81,7 +81,11 @@ Reason = Literal[
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks, on which channel, and the id of the incoming event (for idempotency)."""
+    """Who asks, on which channel, and the id of the incoming event (for idempotency).
+
+    A role belongs to (channel, user id): the same number on another channel is
+    another account, and the settings name admins per channel
+    (:meth:`~core.config.Settings.configured_admins`)."""
 
     channel: str
     user_id: int
