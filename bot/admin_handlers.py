@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 DESK_KEY = "desk"  # where the Telegram application keeps its Desk
 NEW_PRIVATE = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
 _ARGS = re.compile(r"^/\S+\s?(.*)$", re.DOTALL)
-_BUTTON = re.compile(r"^adm\|(rank|prog|rev|rvi|rma)\|([0-9]{1,18})$")
+_BUTTON = re.compile(r"^adm\|(rank|prog|rev|rvi|rma)\|(w?)([0-9]{1,18})$")  # w: WhatsApp's
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -264,7 +264,8 @@ async def on_admin_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         view = await desk.role(caller)
         await answer_query(query, render.refusal(Refused("button_unknown", view.locale), "admin"))
         return
-    action, number = match.group(1), int(match.group(2))
+    action, number = match.group(1), int(match.group(3))
+    channel = "whatsapp" if match.group(2) else CHANNEL
     if action in ("rank", "prog"):
         rendered: Rendered
         if action == "rank":
@@ -289,12 +290,13 @@ async def on_admin_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
             except BadRequest as exc:  # e.g. "message is not modified"
                 log.info("could not edit the ranking: %s", exc)
         return
-    operations = {
-        "rev": desk.revoke_official,
-        "rvi": desk.revoke_invite,
-        "rma": desk.remove_admin,
-    }
-    result = await operations[action](caller, number)
+    result: d.Done | Refused
+    if action == "rev":
+        result = await desk.revoke_official(caller, number, channel)
+    elif action == "rma":
+        result = await desk.remove_admin(caller, number, channel)
+    else:
+        result = await desk.revoke_invite(caller, number)
     if isinstance(result, Refused):
         await answer_query(query, render.refusal(result, "admin"))
     else:

@@ -39,7 +39,7 @@ from bot.admin_handlers import (
 from bot.handlers import pressed_in_own_chat, services
 from bot.jobs import CHANNEL, Clock
 from bot.services import AnyApplication, Services
-from core.desk import Refused
+from core.desk import Desk, Refused
 from core.i18n import gettext_for
 from core.model import utcnow
 from core.storage import Transaction
@@ -124,8 +124,16 @@ async def on_broadcast(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         await bad_arguments(update, context, "siaran")
         return
     desk = desk_of(context.application)
-    result = await desk.broadcast_draft(caller_of(update), text, escape)
+    result = await desk.broadcast_draft(caller_of(update), text, escape, channels(desk))
     await respond(update, "siaran", result, render.draft)
+
+
+def channels(desk: Desk) -> tuple[str, ...]:
+    """Where a broadcast goes: Telegram, and WhatsApp when it is set up (its sender
+    skips, with the reason, those outside the 24-hour window)."""
+    if desk.settings.whatsapp_enabled:
+        return (CHANNEL, "whatsapp")
+    return (CHANNEL,)
 
 
 def escape(text: str) -> str:
@@ -150,7 +158,9 @@ async def on_broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE
         await answer_query(query, render.refusal(Refused("button_unknown", view.locale), "siaran"))
         return
     broadcast_id = int(match.group(2))
-    result = await desk.broadcast_decide(caller, broadcast_id, match.group(1) == "send")
+    result = await desk.broadcast_decide(
+        caller, broadcast_id, match.group(1) == "send", channels(desk)
+    )
     if isinstance(result, Refused):
         await answer_query(query, render.refusal(result, "siaran"))
         return

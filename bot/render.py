@@ -280,12 +280,15 @@ def admin_list(view: d.AdminList) -> Rendered:
     lines = [bold(say(tr, N_("Admins")))]
     buttons = []
     for admin in view.admins:
-        if admin.configured:
-            lines.append(say(tr, N_("• {user} (ADMIN_IDS setting)"), user=admin.user_id))
+        user = account(admin.user_id, admin.channel)
+        if admin.configured and admin.channel == "whatsapp":
+            lines.append(say(tr, N_("• {user} (WHATSAPP_ADMIN_NUMBERS setting)"), user=user))
+        elif admin.configured:
+            lines.append(say(tr, N_("• {user} (ADMIN_IDS setting)"), user=user))
         else:
-            lines.append(say(tr, N_("• {user}"), user=admin.user_id))
-            label = tr.gettext("Remove admin {user}").format(user=admin.user_id)
-            buttons.append([Button(label, f"adm|rma|{admin.user_id}")])
+            lines.append(say(tr, N_("• {user}"), user=user))
+            label = tr.gettext("Remove admin {user}").format(user=user)
+            buttons.append([Button(label, f"adm|rma|{button_id(admin.user_id, admin.channel)}")])
     if not view.admins:
         lines.append(say(tr, N_("None yet: set ADMIN_IDS or use /tambah_admin.")))
     return Rendered("\n".join(lines), buttons)
@@ -300,10 +303,21 @@ def official_list(view: d.OfficialList) -> Rendered:
     lines = [bold(say(tr, N_("Registered officials")))]
     buttons = []
     for official, unit_name in view.officials:
-        lines.append(say(tr, N_("• {user} – {unit}"), user=official.user_id, unit=unit_name))
-        label = tr.gettext("Revoke {user}").format(user=official.user_id)
-        buttons.append([Button(label, f"adm|rev|{official.user_id}")])
+        user = account(official.user_id, official.channel)
+        lines.append(say(tr, N_("• {user} – {unit}"), user=user, unit=unit_name))
+        label = tr.gettext("Revoke {user}").format(user=user)
+        buttons.append([Button(label, f"adm|rev|{button_id(official.user_id, official.channel)}")])
     return Rendered("\n".join(lines), buttons)
+
+
+def account(user_id: int, channel: str) -> str:
+    """A Telegram user id as it is; a WhatsApp number marked so, never mistaken for one."""
+    return f"WA +{user_id}" if channel == "whatsapp" else str(user_id)
+
+
+def button_id(user_id: int, channel: str) -> str:
+    """An account in a button's data: a WhatsApp number is prefixed with ``w``."""
+    return f"w{user_id}" if channel == "whatsapp" else str(user_id)
 
 
 def done(view: d.Done) -> Rendered:

@@ -1,8 +1,9 @@
 """Who may see what: admins, officials bound to one unit, single-use invite codes.
 
 Every check reads the database on the server side: hiding a button is never
-the protection. Invite codes are stored as keyed hashes, expire, and are
-compared in constant time.
+the protection. A role belongs to an account on one channel, (channel, user id):
+a WhatsApp number that equals a Telegram user id is another person. Invite codes
+are stored as keyed hashes, expire, and are compared in constant time.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel
@@ -23,14 +24,18 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: typed from a 
 CODE_LENGTH = 10
 
 
+TELEGRAM = "telegram"
+
+
 class Official(BaseModel):
     user_id: int
+    channel: str = TELEGRAM
     unit_code: str
     added_at: str
 
 
 class Role(BaseModel):
-    """What a Telegram account may do; computed per request, never cached in a button."""
+    """What an account may do; computed per request, never cached in a button."""
 
     admin: bool = False
     unit_code: str | None = None  # the unit an official is bound to
@@ -41,9 +46,10 @@ class Role(BaseModel):
 
 class Admin(BaseModel):
     user_id: int
+    channel: str = TELEGRAM
     added_by: int | None = None
     added_at: str | None = None
-    configured: bool = False  # from ADMIN_IDS: removed only by changing the setting
+    configured: bool = False  # from the settings: removed only by changing them
 
 
 class Invite(BaseModel):
@@ -67,18 +73,28 @@ def normalise_code(code: str) -> str:
     return "".join(ch for ch in code.upper() if ch.isalnum())
 
 
-async def role_of(tx: Transaction, user_id: int, configured_admins: Sequence[int]) -> Role:
+async def role_of(
+    tx: Transaction, user_id: int, configured_admins: Sequence[int], *, channel: str = TELEGRAM
+) -> Role:
+    """The role of ``user_id`` on ``channel``; ``configured_admins`` are that channel's."""
     admin = user_id in configured_admins or (
-        await tx.fetchone("SELECT 1 FROM admins WHERE user_id = ?", (user_id,)) is not None
+        await tx.fetchone(
+            "SELECT 1 FROM admins WHERE channel = ? AND user_id = ?", (channel, user_id)
+        )
+        is not None
     )
-    row = await tx.fetchone("SELECT unit_code FROM officials WHERE user_id = ?", (user_id,))
+    row = await tx.fetchone(
+        "SELECT unit_code FROM officials WHERE channel = ? AND user_id = ?", (channel, user_id)
+    )
     return Role(admin=admin, unit_code=str(row["unit_code"]) if row else None)
 
 
-async def add_admin(tx: Transaction, user_id: int, added_by: int, now: dt.datetime) -> None:
+async def add_admin(
+    tx: Transaction, user_id: int, added_by: int, now: dt.datetime, *, channel: str = TELEGRAM
+) -> None:
     await tx.execute(
-        "INSERT OR IGNORE INTO admins(user_id, added_by, added_at) VALUES (?, ?, ?)",
-        (user_id, added_by, iso(now)),
+        "INSERT OR IGNORE INTO admins(channel, user_id, added_by, added_at) VALUES (?, ?, ?, ?)",
+        (channel, user_id, added_by, iso(now)),
     )
 
 
@@ -89,13 +105,16 @@ async def create_invite(
     created_by: int,
     now: dt.datetime,
     ttl: dt.timedelta,
+    *,
+    channel: str = TELEGRAM,
 ) -> str:
-    """A fresh code for one official of ``unit_code``; only its hash is stored."""
+    """A fresh code for one official of ``unit_code``; only its hash is stored.
+    ``channel`` is the creator's; the code may be redeemed on any channel."""
     code = new_code()
     await tx.execute(
-        "INSERT INTO invites(code_hash, unit_code, created_by, created_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (hash_code(secret_key, code), unit_code, created_by, iso(now), iso(now + ttl)),
+        "INSERT INTO invites(code_hash, unit_code, created_by, created_channel, created_at, "
+        "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (hash_code(secret_key, code), unit_code, created_by, channel, iso(now), iso(now + ttl)),
     )
     return code
 
@@ -107,9 +126,11 @@ async def redeem_invite(
     user_id: int,
     now: dt.datetime,
     known_units: Collection[str] | None = None,
+    *,
+    channel: str = TELEGRAM,
 ) -> tuple[RedeemResult, str | None]:
-    """Bind ``user_id`` to the invite's unit; a code works once, before it expires,
-    unless it was revoked or its unit is no longer in ``known_units``."""
+    """Bind ``user_id`` on ``channel`` to the invite's unit; a code works once, before
+    it expires, unless it was revoked or its unit is no longer in ``known_units``."""
     digest = hash_code(secret_key, normalise_code(code))
     row = await tx.fetchone(
         "SELECT id, code_hash, unit_code, expires_at, used_at, revoked_at FROM invites "
@@ -127,47 +148,61 @@ async def redeem_invite(
     if known_units is not None and row["unit_code"] not in known_units:
         return "unit_removed", str(row["unit_code"])
     await tx.execute(
-        "UPDATE invites SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL",
-        (iso(now), user_id, row["id"]),
+        "UPDATE invites SET used_at = ?, used_by = ?, used_channel = ? "
+        "WHERE id = ? AND used_at IS NULL",
+        (iso(now), user_id, channel, row["id"]),
     )
     await tx.execute(
-        "INSERT INTO officials(user_id, unit_code, added_at) VALUES (?, ?, ?) "
-        "ON CONFLICT(user_id) DO UPDATE SET unit_code = excluded.unit_code, "
+        "INSERT INTO officials(channel, user_id, unit_code, added_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(channel, user_id) DO UPDATE SET unit_code = excluded.unit_code, "
         "added_at = excluded.added_at",
-        (user_id, row["unit_code"], iso(now)),
+        (channel, user_id, row["unit_code"], iso(now)),
     )
     return "ok", str(row["unit_code"])
 
 
 async def list_officials(tx: Transaction) -> list[Official]:
     rows = await tx.fetchall(
-        "SELECT user_id, unit_code, added_at FROM officials ORDER BY unit_code, added_at"
+        "SELECT channel, user_id, unit_code, added_at FROM officials ORDER BY unit_code, added_at"
     )
-    return [
-        Official(user_id=r["user_id"], unit_code=r["unit_code"], added_at=r["added_at"])
-        for r in rows
+    return [Official.model_validate(dict(row)) for row in rows]
+
+
+async def revoke_official(tx: Transaction, user_id: int, *, channel: str = TELEGRAM) -> bool:
+    return (
+        await tx.execute(
+            "DELETE FROM officials WHERE channel = ? AND user_id = ?", (channel, user_id)
+        )
+        == 1
+    )
+
+
+async def list_admins(
+    tx: Transaction, configured: Mapping[str, Sequence[int]] | Sequence[int]
+) -> list[Admin]:
+    """Configured admins (per channel; a bare sequence is Telegram's ADMIN_IDS) first,
+    then those added in chat."""
+    by_channel = configured if isinstance(configured, Mapping) else {TELEGRAM: configured}
+    admins = [
+        Admin(user_id=user_id, channel=channel, configured=True)
+        for channel, ids in by_channel.items()
+        for user_id in ids
     ]
-
-
-async def revoke_official(tx: Transaction, user_id: int) -> bool:
-    return await tx.execute("DELETE FROM officials WHERE user_id = ?", (user_id,)) == 1
-
-
-async def list_admins(tx: Transaction, configured_admins: Sequence[int]) -> list[Admin]:
-    """Configured admins (ADMIN_IDS) first, then those added in chat."""
-    admins = [Admin(user_id=user_id, configured=True) for user_id in configured_admins]
-    rows = await tx.fetchall("SELECT user_id, added_by, added_at FROM admins ORDER BY added_at")
+    rows = await tx.fetchall(
+        "SELECT channel, user_id, added_by, added_at FROM admins ORDER BY added_at"
+    )
     for row in rows:
-        if row["user_id"] not in configured_admins:
-            admins.append(
-                Admin(user_id=row["user_id"], added_by=row["added_by"], added_at=row["added_at"])
-            )
+        if row["user_id"] not in by_channel.get(row["channel"], ()):
+            admins.append(Admin.model_validate(dict(row)))
     return admins
 
 
-async def remove_admin(tx: Transaction, user_id: int) -> bool:
-    """Remove an admin added in chat; ADMIN_IDS are outside the database's reach."""
-    return await tx.execute("DELETE FROM admins WHERE user_id = ?", (user_id,)) == 1
+async def remove_admin(tx: Transaction, user_id: int, *, channel: str = TELEGRAM) -> bool:
+    """Remove an admin added in chat; configured admins are outside the database's reach."""
+    return (
+        await tx.execute("DELETE FROM admins WHERE channel = ? AND user_id = ?", (channel, user_id))
+        == 1
+    )
 
 
 async def open_invites(tx: Transaction, now: dt.datetime) -> list[Invite]:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     whatsapp_number: Annotated[str, Field(pattern=r"^\+?[0-9]{8,15}$")] | None = None
     sampled_only: bool = False
     sample_margin_of_error: Annotated[float, Field(gt=0, lt=0.5)] = 0.10
+    # WhatsApp admins by number (wa_id: country code and number, digits only, e.g.
+    # 6281234567890). ADMIN_IDS are Telegram user ids and never match a WhatsApp number.
+    whatsapp_admin_numbers: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     @field_validator("admin_ids", "reminder_days_before", mode="before")
     @classmethod
@@ -92,6 +95,27 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return [value]
         return value
+
+    @field_validator("whatsapp_admin_numbers", mode="before")
+    @classmethod
+    def _comma_separated_numbers(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip().removeprefix("+") for p in value.split(",") if p.strip()]
+            if not all(p.isascii() and p.isdigit() and 6 <= len(p) <= 15 for p in parts):
+                raise ValueError("expected comma-separated WhatsApp numbers, e.g. 6281234567890")
+            return [int(p) for p in parts]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    def configured_admins(self, channel: str) -> list[int]:
+        """The admins a channel's settings name: ADMIN_IDS (Telegram) or
+        WHATSAPP_ADMIN_NUMBERS (WhatsApp)."""
+        if channel == "telegram":
+            return self.admin_ids
+        if channel == "whatsapp":
+            return self.whatsapp_admin_numbers
+        return []
 
     @field_validator("timezone")
     @classmethod

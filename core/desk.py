@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Concatenate, Literal, ParamSpec, TypeVar
 
@@ -54,6 +54,7 @@ from core.scoring import UnitScore
 from core.storage import Storage, Transaction
 from core.units import Unit, UnitRegistry
 
+CHANNELS = ("telegram", "whatsapp")  # where roles live; a role never crosses channels
 RANKING_PAGE = 15
 PROGRESS_PAGE = 20  # rows of the progress table per message
 RECENT_BROADCASTS = 5
@@ -82,7 +83,11 @@ Reason = Literal[
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks, on which channel, and the id of the incoming event (for idempotency)."""
+    """Who asks, on which channel, and the id of the incoming event (for idempotency).
+
+    A role belongs to (channel, user id): the same number on another channel is
+    another account, and the settings name admins per channel
+    (:meth:`~core.config.Settings.configured_admins`)."""
 
     channel: str
     user_id: int
@@ -369,7 +374,12 @@ class Desk:
     # -- who is asking --------------------------------------------------------------
     async def who(self, tx: Transaction, caller: Caller) -> Who:
         """The caller's role and language (contact's, else survey session's, else default)."""
-        role = await access.role_of(tx, caller.user_id, self.settings.admin_ids)
+        role = await access.role_of(
+            tx,
+            caller.user_id,
+            self.settings.configured_admins(caller.channel),
+            channel=caller.channel,
+        )
         locale: str = self.settings.default_locale
         contact = await tx.get_contact(caller.channel, str(caller.user_id))
         if contact is not None:
@@ -491,7 +501,7 @@ class Desk:
         now = self.clock()
         ttl = dt.timedelta(hours=self.settings.invite_ttl_hours)
         code = await access.create_invite(
-            tx, self.secret_key, unit.code, who.caller.user_id, now, ttl
+            tx, self.secret_key, unit.code, who.caller.user_id, now, ttl, channel=who.caller.channel
         )
         await tx.audit(who.caller.actor, "invite_created", f"unit={unit.code}", now)
         return InviteCreated(who.locale, unit, code, self.settings.invite_ttl_hours)
@@ -505,7 +515,13 @@ class Desk:
             now = self.clock()
             known = {unit.code for unit in self.units.units}
             result, unit_code = await access.redeem_invite(
-                tx, self.secret_key, code, caller.user_id, now, known_units=known
+                tx,
+                self.secret_key,
+                code,
+                caller.user_id,
+                now,
+                known_units=known,
+                channel=caller.channel,
             )
             if result == "ok" and unit_code is not None:
                 await tx.audit(caller.actor, "invite_redeemed", f"unit={unit_code}", now)
@@ -539,23 +555,31 @@ class Desk:
     # -- admins and officials ------------------------------------------------------
     @admins_only(write=False)
     async def admins(self, tx: Transaction, who: Who) -> AdminList:
-        return AdminList(who.locale, await access.list_admins(tx, self.settings.admin_ids))
+        configured = {channel: self.settings.configured_admins(channel) for channel in CHANNELS}
+        return AdminList(who.locale, await access.list_admins(tx, configured))
 
     @admins_only(write=True)
-    async def add_admin(self, tx: Transaction, who: Who, user_id: int) -> Done:
+    async def add_admin(
+        self, tx: Transaction, who: Who, user_id: int, channel: str | None = None
+    ) -> Done:
+        """``user_id`` on ``channel`` (by default the caller's) becomes an admin."""
+        channel = channel or who.caller.channel
         now = self.clock()
-        await access.add_admin(tx, user_id, who.caller.user_id, now)
-        await tx.audit(who.caller.actor, "admin_added", f"user={user_id}", now)
+        await access.add_admin(tx, user_id, who.caller.user_id, now, channel=channel)
+        await tx.audit(who.caller.actor, "admin_added", _user(user_id, channel), now)
         return Done(who.locale, "admin_added", str(user_id))
 
     @admins_only(write=True)
-    async def remove_admin(self, tx: Transaction, who: Who, user_id: int) -> Done | Refused:
-        if user_id in self.settings.admin_ids:
+    async def remove_admin(
+        self, tx: Transaction, who: Who, user_id: int, channel: str | None = None
+    ) -> Done | Refused:
+        channel = channel or who.caller.channel
+        if user_id in self.settings.configured_admins(channel):
             return Refused("configured_admin", who.locale, str(user_id))
         now = self.clock()
-        if not await access.remove_admin(tx, user_id):
+        if not await access.remove_admin(tx, user_id, channel=channel):
             return Refused("not_found", who.locale, str(user_id))
-        await tx.audit(who.caller.actor, "admin_removed", f"user={user_id}", now)
+        await tx.audit(who.caller.actor, "admin_removed", _user(user_id, channel), now)
         return Done(who.locale, "admin_removed", str(user_id))
 
     @admins_only(write=False)
@@ -564,11 +588,15 @@ class Desk:
         return OfficialList(who.locale, [(o, self._unit_name(o.unit_code)) for o in found])
 
     @admins_only(write=True)
-    async def revoke_official(self, tx: Transaction, who: Who, user_id: int) -> Done | Refused:
+    async def revoke_official(
+        self, tx: Transaction, who: Who, user_id: int, channel: str | None = None
+    ) -> Done | Refused:
+        """The official ``user_id`` on ``channel`` (by default the caller's) is revoked."""
+        channel = channel or who.caller.channel
         now = self.clock()
-        if not await access.revoke_official(tx, user_id):
+        if not await access.revoke_official(tx, user_id, channel=channel):
             return Refused("not_found", who.locale, str(user_id))
-        await tx.audit(who.caller.actor, "official_revoked", f"user={user_id}", now)
+        await tx.audit(who.caller.actor, "official_revoked", _user(user_id, channel), now)
         return Done(who.locale, "official_revoked", str(user_id))
 
     # -- corrections (faktor koreksi) ----------------------------------------------
@@ -640,14 +668,21 @@ class Desk:
     # -- broadcasts and reminders --------------------------------------------------
     @admins_only(write=True)
     async def broadcast_draft(
-        self, tx: Transaction, who: Who, text: str, escape: Callable[[str], str]
+        self,
+        tx: Transaction,
+        who: Who,
+        text: str,
+        escape: Callable[[str], str],
+        channels: Collection[str] = (),
     ) -> Draft | Refused:
-        """A draft to everyone reachable; ``escape`` makes the text safe for the channel."""
+        """A draft to everyone reachable on ``channels`` (by default the caller's);
+        ``escape`` makes the text safe for the channel."""
         if len(text) > bc.MAX_TEXT_LENGTH:
             return Refused("too_long", who.locale, str(len(text)))
-        channel = who.caller.channel
         progress = bc.SurveyProgress(self.secret_key, self.period)
-        recipients = await bc.count_audience(tx, "all", channel, progress)
+        recipients = len(
+            await bc.audience_rows(tx, "all", channels or (who.caller.channel,), progress)
+        )
         escaped = escape(text)
         now = self.clock()
         draft_id = await bc.create_draft(
@@ -664,12 +699,19 @@ class Desk:
 
     @admins_only(write=True)
     async def broadcast_decide(
-        self, tx: Transaction, who: Who, broadcast_id: int, send: bool
+        self,
+        tx: Transaction,
+        who: Who,
+        broadcast_id: int,
+        send: bool,
+        channels: Collection[str] = (),
     ) -> BroadcastDecided | Refused:
+        """Send a draft to ``channels`` (by default the caller's), or cancel it."""
         now = self.clock()
         if send:
             progress = bc.SurveyProgress(self.secret_key, self.period)
-            started = await bc.start_draft(tx, broadcast_id, (who.caller.channel,), now, progress)
+            channels = channels or (who.caller.channel,)
+            started = await bc.start_draft(tx, broadcast_id, channels, now, progress)
             if started is None:
                 return Refused("already_decided", who.locale, str(broadcast_id))
             await tx.audit(
@@ -722,3 +764,8 @@ class Desk:
     def _unit_name(self, code: str) -> str:
         unit = self.units.get(code)
         return unit.name if unit else code
+
+
+def _user(user_id: int, channel: str) -> str:
+    """An account in the audit log (Telegram's, as before the channel was recorded)."""
+    return f"user={user_id}" if channel == "telegram" else f"user={user_id} channel={channel}"

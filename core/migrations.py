@@ -377,6 +377,38 @@ CREATE TABLE screenouts (
 ) WITHOUT ROWID
 """
 
+# Roles carry the channel: a WhatsApp number that happens to equal a Telegram user id
+# must not share that account's role. Admins and officials are keyed by (channel,
+# user id); an invite records on which channel it was made and redeemed. Every
+# existing row came from Telegram, and a row written without a channel is Telegram's.
+V11_WADESK = """
+CREATE TABLE admins_by_channel (
+    channel TEXT NOT NULL DEFAULT 'telegram',
+    user_id INTEGER NOT NULL,
+    added_by INTEGER,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (channel, user_id)
+) WITHOUT ROWID;
+INSERT INTO admins_by_channel (channel, user_id, added_by, added_at)
+    SELECT 'telegram', user_id, added_by, added_at FROM admins;
+DROP TABLE admins;
+ALTER TABLE admins_by_channel RENAME TO admins;
+CREATE TABLE officials_by_channel (
+    channel TEXT NOT NULL DEFAULT 'telegram',
+    user_id INTEGER NOT NULL,
+    unit_code TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (channel, user_id)
+) WITHOUT ROWID;
+INSERT INTO officials_by_channel (channel, user_id, unit_code, added_at)
+    SELECT 'telegram', user_id, unit_code, added_at FROM officials;
+DROP TABLE officials;
+ALTER TABLE officials_by_channel RENAME TO officials;
+ALTER TABLE invites ADD COLUMN created_channel TEXT NOT NULL DEFAULT 'telegram';
+ALTER TABLE invites ADD COLUMN used_channel TEXT;
+UPDATE invites SET used_channel = 'telegram' WHERE used_by IS NOT NULL
+"""
+
 MIGRATIONS: list[str] = [
     V1_CONVERSATION,
     V2_SCORING_AND_ACCESS,
@@ -388,6 +420,7 @@ MIGRATIONS: list[str] = [
     V8_DESK,
     V9_WHATSAPP,
     V10_FIELDWORK,
+    V11_WADESK,
 ]
 # The first schema version whose tables can no longer be linked; opening a database
 # from before it vacuums after migrating, so no freed page keeps the old rows.

@@ -7,6 +7,10 @@ lists of at most 10 rows (titles 24, descriptions 72, button text 20), bodies of
 at most 1024 (interactive) or 4096 (text) characters, unique ids. It keeps the
 24-hour window per user (free-form to a user with no recent message fails with
 131047), can inject 130429 and 131047, and delivers SIGNED webhooks to the bot.
+Media are uploaded with ``POST /{version}/{phone_id}/media`` (multipart: the file,
+its ``type`` and ``messaging_product``), checked for type and size as Meta does
+(images: PNG or JPEG, at most 5 MB), and kept; an image message must name an
+uploaded media id.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ _ERROR_MESSAGES = {
     130429: "Rate limit hit",
     131047: "Re-engagement message",
     131008: "Required parameter is missing",
+    131053: "Media upload error",
     190: "Invalid OAuth access token",
 }
 
@@ -85,6 +90,12 @@ def validate(message: JSONDict) -> str:
         _check_length(template.get("language", {}).get("code"), 2, 8, "Template language")
     elif kind == "interactive":
         _validate_interactive(message.get("interactive", {}))
+    elif kind == "image":
+        image = message.get("image", {})
+        if not isinstance(image.get("id"), str) and not isinstance(image.get("link"), str):
+            raise CloudApiRefusal(131008, "image: id or link is required")
+        if "caption" in image:
+            _check_length(image["caption"], 1, 1024, "Image caption")
     else:
         raise CloudApiRefusal(100, f"unsupported message type {kind!r}")
     return str(kind)
@@ -128,6 +139,20 @@ def _validate_interactive(interactive: JSONDict) -> None:
         raise CloudApiRefusal(100, f"unsupported interactive type {kind!r}")
 
 
+IMAGE_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
+IMAGE_MAX_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Media:
+    """An uploaded file as the fake kept it."""
+
+    id: str
+    mime_type: str
+    filename: str
+    data: bytes
+
+
 @dataclass
 class Sent:
     """One message the bot sent, as accepted by the fake."""
@@ -149,6 +174,8 @@ class Sent:
             return str(self.message["text"]["body"])
         if self.message["type"] == "interactive":
             return str(self.message["interactive"]["body"]["text"])
+        if self.message["type"] == "image":
+            return str(self.message["image"].get("caption", ""))
         return ""
 
     def choices(self) -> list[tuple[str, str, str]]:
@@ -191,14 +218,16 @@ class FakeWhatsAppApi:
         self.enforce_window = True
         self.on_sent: list[Callable[[Sent], None]] = []  # called for every accepted message
         self.inject: deque[tuple[int, str | None]] = deque()  # (error code, only for this wa_id)
+        self.media: dict[str, Media] = {}  # uploaded files by media id
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> FakeWhatsAppApi:
-        app = web.Application()
+        app = web.Application(client_max_size=2 * IMAGE_MAX_BYTES)  # larger: refused as Meta does
         app.router.add_post("/{version}/{phone_id}/messages", self._messages)
+        app.router.add_post("/{version}/{phone_id}/media", self._upload)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -233,6 +262,9 @@ class FakeWhatsAppApi:
         message: JSONDict = await request.json()
         try:
             kind = validate(message)
+            media_id = message.get("image", {}).get("id") if kind == "image" else None
+            if media_id is not None and media_id not in self.media:
+                raise CloudApiRefusal(131053, f"unknown media id {media_id!r}")
             self._injected(message["to"])
             if (
                 self.enforce_window
@@ -257,6 +289,40 @@ class FakeWhatsAppApi:
                 "messages": [{"id": sent.id}],
             }
         )
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """``POST /{phone_id}/media``: one file, multipart, as the Cloud API takes it."""
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response(error_body(190, "bad token"), status=401)
+        if request.match_info["phone_id"] != self.phone_id:
+            return web.json_response(error_body(100, "unknown phone number id"), status=400)
+        try:
+            form = await request.post()
+        except ValueError:
+            return web.json_response(error_body(100, "not a multipart form"), status=400)
+        try:
+            if form.get("messaging_product") != "whatsapp":
+                raise CloudApiRefusal(100, "messaging_product must be 'whatsapp'")
+            upload = form.get("file")
+            if not isinstance(upload, web.FileField):
+                raise CloudApiRefusal(131008, "file is required")
+            mime = upload.content_type
+            if mime not in IMAGE_TYPES:
+                raise CloudApiRefusal(131053, f"unsupported file type {mime!r}")
+            if form.get("type") != mime:
+                raise CloudApiRefusal(100, f"type {form.get('type')!r} does not match {mime!r}")
+            data = upload.file.read()
+            if not 0 < len(data) <= IMAGE_MAX_BYTES:
+                raise CloudApiRefusal(131053, f"image size {len(data)} bytes, at most 5 MB")
+            if not data.startswith(IMAGE_TYPES[mime]):
+                raise CloudApiRefusal(131053, f"the file is not a {mime} image")
+        except CloudApiRefusal as refusal:
+            body = error_body(refusal.code, refusal.details)
+            self.refused.append(({"upload": dict(form.items()) if form else {}}, body))
+            return web.json_response(body, status=refusal.status)
+        media_id = f"{next(self._ids):015d}"
+        self.media[media_id] = Media(media_id, mime, upload.filename, data)
+        return web.json_response({"id": media_id})
 
     def _injected(self, to: str) -> None:
         for index, (code, only) in enumerate(self.inject):

@@ -2,8 +2,9 @@
 
 Why not pywa: its async client is built on httpx and its webhook side plugs into
 FastAPI or Flask, while this process already runs aiohttp (the Telegram transport,
-bot/http.py) and needs only three message shapes. One HTTP stack, one event loop,
-and the error codes the sender acts on (130429, 131047) stay in plain sight.
+bot/http.py) and needs only three message shapes and one media upload. One HTTP
+stack, one event loop, and the error codes the sender acts on (130429, 131047)
+stay in plain sight.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class CloudApi:
 
     def __init__(self, base_url: str, phone_id: str, token: str, connections: int = 64) -> None:
         self.url = f"{base_url.rstrip('/')}/{phone_id}/messages"
+        self.media_url = f"{base_url.rstrip('/')}/{phone_id}/media"
         self._headers = {"Authorization": f"Bearer {token}"}
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -69,3 +71,25 @@ class CloudApi:
                     f"{text} {details}".strip(),
                 )
             return str(data["messages"][0]["id"])
+
+    async def upload_media(self, data: bytes, mime_type: str, filename: str) -> str:
+        """Upload a file (multipart, as the Cloud API wants it); returns its media id."""
+        await self.start()
+        assert self._session is not None
+        form = aiohttp.FormData()
+        form.add_field("messaging_product", "whatsapp")
+        form.add_field("type", mime_type)
+        form.add_field("file", data, filename=filename, content_type=mime_type)
+        async with self._session.post(self.media_url, data=form) as response:
+            try:
+                answer = await response.json(content_type=None)
+            except ValueError:
+                answer = {"error": {"message": f"not JSON: {(await response.text())[:80]}"}}
+            if response.status >= 400 or not isinstance(answer, dict) or "id" not in answer:
+                error = answer.get("error", {}) if isinstance(answer, dict) else {}
+                details = error.get("error_data", {}).get("details", "")
+                text = error.get("message", response.reason or "unknown error")
+                raise CloudApiError(
+                    response.status, int(error.get("code", 0)), f"{text} {details}".strip()
+                )
+            return str(answer["id"])

@@ -25,8 +25,17 @@ from bot.whatsapp.api import (
     CloudApiError,
     Payload,
 )
-from bot.whatsapp.render import ShortLabels, Words, render_reply, text_message, whatsapp_text
+from bot.whatsapp.desk import DeskReply, WhatsAppDesk, desk_button, desk_command
+from bot.whatsapp.render import (
+    ShortLabels,
+    Words,
+    image_message,
+    render_reply,
+    text_message,
+    whatsapp_text,
+)
 from bot.whatsapp.window import REFRESH, close_window, record_inbound
+from core.desk import Desk
 from core.events import Command, Event, Incoming, Outcome, Reply, Sender
 from core.i18n import gettext_for
 from core.model import utcnow
@@ -70,6 +79,16 @@ class WhatsAppChannel:
         self.on_rate_limited: Callable[[], None] | None = None  # pauses broadcasts
         self.flood = FloodGuard(svc.settings.incoming_per_minute)
         self._submitted = 0
+        self.desk = WhatsAppDesk(
+            Desk(
+                settings=svc.settings,
+                questionnaire=svc.questionnaire,
+                units=svc.units,
+                storage=svc.storage,
+                secret_key=svc.secret_key,
+                clock=clock,
+            )
+        )
 
     # -- intake ------------------------------------------------------------
     def submit(self, inbound: Inbound) -> None:
@@ -141,6 +160,19 @@ class WhatsAppChannel:
             event_id=event_id(self.svc.secret_key, inbound.message_id),
         )
         event = inbound.event
+        command, token = desk_command(event), desk_button(event)
+        if command is not None or token is not None:
+            assert incoming.event_id is not None
+            if command is not None:
+                reply = await self.desk.handle(inbound.wa_id, incoming.event_id, command)
+            else:
+                assert token is not None
+                reply = await self.desk.press(inbound.wa_id, incoming.event_id, token)
+            if reply is not None:
+                if not reply.duplicate:
+                    await self._note_window(inbound.wa_id)
+                    await self.send_desk_reply(inbound.wa_id, reply)
+                return
         if isinstance(event, Command) and event.name in ("berhenti", "langganan"):
             outcome = await self._reminder_preference(incoming, event.name == "berhenti")
         else:
@@ -173,6 +205,22 @@ class WhatsAppChannel:
         for message in self.messages_for(outcome):
             if not await self._send_reply(wa_id, message):
                 return
+
+    async def send_desk_reply(self, wa_id: str, reply: DeskReply) -> None:
+        """The desk's messages, then its chart as an image message (uploaded first)."""
+        words = Words.for_locale(reply.locale)
+        for each in reply.replies:
+            for message in render_reply(each, words, self.shorts):
+                if not await self._send_reply(wa_id, message):
+                    return
+        if reply.chart is not None:
+            png, caption = reply.chart
+            try:
+                media_id = await self.api.upload_media(png, "image/png", "skor.png")
+            except CloudApiError as exc:
+                log.warning("whatsapp: chart not uploaded: %s", exc)
+                return
+            await self._send_reply(wa_id, image_message(media_id, caption))
 
     async def _send_reply(self, wa_id: str, message: Payload) -> bool:
         """Replies share the number's throughput with broadcasts and go first: on 130429

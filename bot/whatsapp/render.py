@@ -40,6 +40,7 @@ LIST_BUTTON = 20
 INTERACTIVE_BODY = 1024
 FOOTER = 60
 TEXT_BODY = 4096
+IMAGE_CAPTION = 1024
 ROW_ID = 200
 
 _PREFIXES = ("✅ ", "☑️ ", "⬜ ")  # the engine's marks for a chosen / selectable option
@@ -132,6 +133,11 @@ class Words:
 
 def text_message(body: str) -> Payload:
     return {"type": "text", "text": {"body": body, "preview_url": False}}
+
+
+def image_message(media_id: str, caption: str) -> Payload:
+    """An uploaded image (see CloudApi.upload_media) with a short caption."""
+    return {"type": "image", "image": {"id": media_id, "caption": cut(caption, IMAGE_CAPTION)}}
 
 
 def button_message(body: str, buttons: list[Button], titles: list[str]) -> Payload:
