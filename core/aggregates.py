@@ -75,8 +75,9 @@ async def record_completion(
     response = await tx.get_response(response_id)
     assert response is not None
     answers = await tx.answers(response_id)
-    dimension_scores = respondent_dimension_scores(questionnaire, response.group, answers)
-    index = respondent_index(questionnaire, dimension_scores)
+    answered_on = questionnaire.edition(await answered_on_version(tx, response_id))
+    dimension_scores = respondent_dimension_scores(answered_on, response.group, answers)
+    index = respondent_index(answered_on, dimension_scores)
     threshold = None
     if duration is not None:
         earlier = await bursts.durations.get(tx, response.period, response.group, response_id)
@@ -168,6 +169,14 @@ async def review_flag(
     return flags
 
 
+async def answered_on_version(tx: Transaction, response_id: int) -> str:
+    """The questionnaire version a response was answered on ('' before versions)."""
+    row = await tx.fetchone(
+        "SELECT questionnaire_version FROM responses WHERE id = ?", (response_id,)
+    )
+    return str(row["questionnaire_version"]) if row is not None else ""
+
+
 async def apply_response(
     tx: Transaction,
     questionnaire: Questionnaire,
@@ -214,7 +223,8 @@ async def apply_response(
         )
         dimensions.append(str(score_row["dimension"]))
     answers = await tx.answers(response_id)
-    for question in questionnaire.questions_for(response.group):
+    answered_on = questionnaire.edition(await answered_on_version(tx, response_id))
+    for question in answered_on.questions_for(response.group):
         score = item_score(question, answers.get(question.id))
         if score is not None:
             await _tally(tx, "agg_item", "question_id", key, question.id, sign, score)

@@ -419,6 +419,7 @@ class _Response:
     duration_seconds: int | None
     flags: str
     counted: int
+    version: str = ""  # the questionnaire version it was answered on
     answers: dict[str, AnswerValue] = field(default_factory=dict)
 
 
@@ -548,7 +549,7 @@ async def _answer_table(
     responses: dict[int, _Response] = {}
     for row in await tx.fetchall(
         "SELECT r.id, r.group_code, r.unit_code, r.completed_on, r.duration_seconds, "
-        "r.flags, r.counted, a.question_id, a.value "
+        "r.flags, r.counted, r.questionnaire_version, a.question_id, a.value "
         "FROM responses r LEFT JOIN answers a ON a.response_id = r.id "
         "WHERE r.period = ? AND r.status = 'completed'",
         (period,),
@@ -562,6 +563,7 @@ async def _answer_table(
                 duration_seconds=row["duration_seconds"],
                 flags=str(row["flags"]),
                 counted=int(row["counted"]),
+                version=str(row["questionnaire_version"]),
             ),
         )
         if row["question_id"] is not None and not is_free_text(questionnaire, row["question_id"]):
@@ -619,7 +621,8 @@ def _cell_blocks(
             if shown.get(f"has:{question_id}") == SUPPRESSED:
                 continue  # which conditional questions it saw would set it apart
             value = member.answers[question_id]
-            question = questionnaire.question(question_id)
+            # scored with the edition it was answered on (docs/scoring.md)
+            question = questionnaire.edition(member.version).question(question_id)
             score = None
             if question_id not in profile:
                 cell = _plain(value)

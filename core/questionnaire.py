@@ -224,6 +224,19 @@ class Questionnaire(_Model):
 
     def model_post_init(self, context: object, /) -> None:
         self._index: dict[str, Question] | None = None
+        self._editions: dict[str, Questionnaire] = {}
+
+    def edition(self, label: str) -> Questionnaire:
+        """The questionnaire a response with ``questionnaire_version`` = ``label`` was
+        answered on, so that it keeps scoring with its own options and scores.
+
+        Earlier editions are archived beside the file (``surveys/archive/``); responses
+        stored before versions were recorded (label '') were answered on version 1.
+        An unknown label falls back to this edition.
+        """
+        if label == self.version_label:
+            return self
+        return self._editions.get(label or f"{self.period}/1", self)
 
     def questions_for(self, group: str) -> list[Question]:
         return [q for q in self.questions if group in q.groups]
@@ -303,6 +316,9 @@ def _field_path(loc: Iterable[int | str], data: object) -> str:
     return "".join(parts) or "(top level)"
 
 
+ARCHIVE_DIR = "archive"  # earlier editions of a questionnaire file, for scoring old answers
+
+
 def load_questionnaire(path: Path) -> Questionnaire:
     """Load, validate, resolve scales and cross-check a questionnaire file."""
     data = read_toml(path, QuestionnaireError)
@@ -313,6 +329,10 @@ def load_questionnaire(path: Path) -> Questionnaire:
     issues = resolve_and_check(questionnaire)
     if issues:
         raise QuestionnaireError(path, issues)
+    archive = Path(path).parent / ARCHIVE_DIR
+    for older in sorted(archive.glob(f"{Path(path).stem}-*.toml")):
+        edition = load_questionnaire(older)
+        questionnaire._editions[edition.version_label] = edition
     return questionnaire
 
 
