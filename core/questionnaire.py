@@ -372,10 +372,21 @@ def resolve_and_check(q: Questionnaire) -> list[Issue]:
         dim_codes.add(dim.code)
 
     seen: dict[str, Question] = {}
+    wording: dict[tuple[str, str, str], str] = {}
     for i, question in enumerate(q.questions):
         where = f"questions[{i}](id={question.id})"
         if question.id in seen:
             add(f"{where}.id", "duplicate question id")
+        for code in question.groups:
+            for locale in ("id", "en"):
+                text = question.text.get(locale)
+                other = wording.setdefault((code, locale, text), question.id)
+                if other != question.id:
+                    add(
+                        f"{where}.text.{locale}",
+                        f"same wording as '{other}' for group {code}: neither a respondent "
+                        "nor an auditor could tell the two apart",
+                    )
         _resolve_options(question, q, where, add)
         _check_question(question, q, where, seen, add)
         seen[question.id] = question

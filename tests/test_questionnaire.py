@@ -151,6 +151,13 @@ def test_minimal_file_loads_and_resolves_scales(tmp_path: Path) -> None:
             ('text = { id = "Berapa kali?", en = "How many times?" }', ""),
             "questions[2](id=q_times).text: Field required",
         ),
+        (
+            (
+                'text = { id = "Berapa kali?", en = "How many times?" }',
+                'text = { id = "Seberapa sering?", en = "How many times?" }',
+            ),
+            "questions[2](id=q_times).text.id: same wording as 'q_freq'",
+        ),
         (('period = "2025"', 'period = "2025"\ncolour = "red"'), "colour: Extra inputs"),
         (('[[questions]]\nid = "q_times"', '[[questions]\nid = "q_times"'), "(syntax)"),
     ],
