@@ -146,7 +146,10 @@ async def test_a_flood_from_one_account_does_not_delay_another(tmp_path: Path) -
             latencies.append(time.monotonic() - started)
         latencies.sort()
         p95 = latencies[int(0.95 * len(latencies))]
-        assert p95 < 1.5, f"press p95 {p95:.2f} s during a flood"
+        # Before the fix each press waited behind the whole flood (tens of seconds); the
+        # bound is far from that, and loose enough for a loaded machine: the real figure
+        # is measured in bench/, not asserted here.
+        assert p95 < 5.0, f"press p95 {p95:.2f} s during a flood"
         # the flood was dropped without a Bot API call per press
         flood_answers = [
             c
