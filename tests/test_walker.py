@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from core.engine import Engine
+from core.questionnaire import Questionnaire
 from tests.survey_driver import Respondent, answer_all, start_as
-from tests.walker import Screen, cycling, find, submit
+from tests.walker import TYPED_ANSWER, Screen, cycling, find, submit
 
 EKSTERNAL = ("Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"])
 FREQUENCY = ("tidak_pernah", "jarang", "kadang", "sering", "sgt_sering", "tt")
@@ -64,3 +65,14 @@ def test_a_missing_button_is_named_by_its_action() -> None:
     assert find(screen, "a", "tidak_pernah") == ("Tidak pernah", "7|a|tidak_pernah")
     with pytest.raises(AssertionError, match=r"no button sk\|"):
         find(screen, "sk")
+
+
+def test_the_typed_answer_fits_every_typed_question(questionnaire: Questionnaire) -> None:
+    typed = [q for q in questionnaire.questions if q.type in ("number", "text")]
+    assert any(q.type == "number" for q in typed)
+    for q in typed:
+        if q.type == "number":
+            assert q.min_value is not None and q.max_value is not None
+            assert q.min_value <= int(TYPED_ANSWER) <= q.max_value, q.id
+        else:
+            assert len(TYPED_ANSWER) <= q.max_length, q.id
