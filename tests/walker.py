@@ -83,7 +83,11 @@ def argument(token: str) -> str:
 
 
 def is_question(screen: Screen) -> bool:
-    """A question screen: its buttons are answers and navigation only."""
+    """A question screen: its buttons are answers and navigation only.
+
+    A typed question without any button (a required first question) would not be
+    recognised; the questionnaire opens every group with a choice question.
+    """
     actions = {action(token) for _, token in screen.buttons}
     return bool(actions) and actions <= QUESTION_ACTIONS
 
