@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 import aiohttp
 
 from core.config import PROJECT_ROOT
+from tests import walker
 from tests.fake_whatsapp_api import FakeWhatsAppApi, Sent
 
 SECRET = "bench-secret-key-0123456789abcdef0123456789abcdef"
@@ -92,6 +94,26 @@ class Screens:
                 continue
 
 
+class BenchWalk:
+    """A respondent's question screens for the survey walker; every action is an answer."""
+
+    def __init__(self, screen: Sent, act: Callable[[dict[str, object], bool], Awaitable[Sent]]):
+        self.screen = screen
+        self.act = act
+
+    def current(self) -> walker.Screen:
+        choices = self.screen.choices()
+        return walker.Screen(self.screen.text, tuple((t, i) for i, t, _ in choices))
+
+    async def press_button(self, button: walker.ButtonPair) -> None:
+        kind = "button" if self.screen.kind == "button" else "list"
+        title, reply_id = button
+        self.screen = await self.act(FakeWhatsAppApi.reply(kind, reply_id, title), True)
+
+    async def type(self, text: str) -> None:
+        self.screen = await self.act(FakeWhatsAppApi.text(text), True)
+
+
 async def respondent(
     api: FakeWhatsAppApi, screens: Screens, wa_id: str, number: int, latencies: list[float]
 ) -> int:
@@ -121,22 +143,19 @@ async def respondent(
     screen = await act(api.text("/start"), False)
     screen = await press(screen, "setuju")
     screen = await press(screen, group)
+    screen = await act(api.text(query), False)
+    screen = await press(screen, unit)  # the unit first, then screening about that unit
     for label in screening:
         screen = await press(screen, label)
-    screen = await act(api.text(query), False)
-    screen = await press(screen, unit)
-    while "Pertanyaan" in screen.text:
-        titles = [title for _, title, _ in screen.choices()]
-        options = [t for t in titles if not t.startswith(("⬅️", "Lewati", "Selesai"))]
-        if any(t.startswith("Selesai") for t in titles):
-            screen = await press(screen, rng.choice(options), True)
-            screen = await press(screen, "Selesai", True)
-        elif "angka" in screen.text:
-            screen = await act(api.text(str(rng.randint(1, 9))), True)
-        elif any(t.startswith("Lewati") for t in titles):
-            screen = await press(screen, "Lewati", True)
-        else:
-            screen = await press(screen, rng.choice(options), True)
+    walk = BenchWalk(screen, act)
+
+    def choose(step: walker.Step) -> str | None:
+        if step.typed:
+            return None if step.skippable else str(rng.randint(1, 9))
+        return rng.choice(step.codes)
+
+    await walker.answer_all(walk, choose)
+    screen = walk.screen
     await press(screen, "Kirim")
     return answers
 

@@ -1,4 +1,4 @@
-"""Drive the engine like a respondent would: press buttons by label, type text."""
+"""Drive the engine like a respondent would: press buttons by label or token, type text."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from core.engine import Engine
 from core.events import Button, Choice, Command, Event, Incoming, Outcome, Reply, Sender, Text
+from tests import walker
 
 
 class Clock:
@@ -79,6 +80,14 @@ class Respondent:
     def text(self) -> str:
         return self.screen.text if self.screen else ""
 
+    def current(self) -> walker.Screen:
+        """The current screen for the walker: its buttons as (label, token)."""
+        buttons = self.screen.buttons if self.screen else []
+        return walker.Screen(self.text, tuple((b.label, b.token) for r in buttons for b in r))
+
+    async def press_button(self, button: walker.ButtonPair) -> Outcome:
+        return await self.send(Choice(token=button[1]))
+
 
 async def start_as(r: Respondent, group_label: str, screening: list[str], unit_query: str) -> None:
     """From /start to the first question, for the given group, unit and screening answers."""
@@ -91,24 +100,6 @@ async def start_as(r: Respondent, group_label: str, screening: list[str], unit_q
         await r.press(label)
 
 
-async def answer_all(r: Respondent, option_label: str = "Tidak pernah") -> int:
-    """Answer every question with the first option, or the given label when offered."""
-    answered = 0
-    while r.screen is not None and "Pertanyaan" in r.text:
-        labels = r.labels()
-        if any("Selesai" in label for label in labels):
-            await r.press_nth(0)
-            await r.press("Selesai")
-        elif any(option_label in label for label in labels):
-            await r.press(option_label)
-        elif "angka" in r.text:
-            await r.type("3")
-        elif any("Lewati" in label for label in labels):
-            await r.press("Lewati")
-        elif labels and not labels[0].startswith("⬅️"):
-            await r.press_nth(0)
-        else:
-            await r.type("jawaban")
-        answered += 1
-        assert answered < 100, "survey does not end"
-    return answered
+async def answer_all(r: Respondent, choose: walker.Choose = walker.never_or_first) -> int:
+    """Answer every question up to the review screen (see tests.walker)."""
+    return await walker.answer_all(r, choose)

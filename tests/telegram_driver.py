@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.app import build_application
 from bot.services import Services, open_services
 from core.config import Settings, load_settings
+from tests import walker
 from tests.conftest import SECRET
 from tests.fake_bot_api import BotMessage, FakeBotApi
 
@@ -99,31 +100,31 @@ class TelegramUser:
         await self.api.wait_for_call("answerCallbackQuery", after=mark, timeout=timeout)
         return await self._settle(before, f"pressing {label!r}", expect, timeout)
 
+    async def press_button(
+        self, button: walker.ButtonPair, expect: str | None = None, timeout: float = 5.0
+    ) -> BotMessage:
+        """Press a button of the current screen by its callback data."""
+        mark = self.api.mark()
+        before = self._fingerprint()
+        self.api.press_button(self.user_id, self.screen().message_id, button[1])
+        await self.api.wait_for_call("answerCallbackQuery", after=mark, timeout=timeout)
+        return await self._settle(before, f"pressing {button[0]!r}", expect, timeout)
+
+    async def type(self, text: str) -> BotMessage:
+        return await self.send(text)
+
+    def current(self) -> walker.Screen:
+        """The current screen for the walker: its buttons as (label, callback data)."""
+        message = self.screen()
+        buttons = tuple((label, data or "") for label, data in FakeBotApi.buttons(message))
+        return walker.Screen(message.text or "", buttons)
+
     def labels(self) -> list[str]:
         return [label for label, _ in FakeBotApi.buttons(self.screen())]
 
-    async def answer_all(self) -> int:
-        """Answer every question: 'Tidak pernah' where offered, else the first option."""
-        answered = 0
-        while "Pertanyaan" in (self.screen().text or ""):
-            labels = self.labels()
-            text = self.screen().text or ""
-            if any("Selesai" in label for label in labels):
-                await self.press(labels[0])
-                await self.press("Selesai")
-            elif "Tidak pernah" in labels:
-                await self.press("Tidak pernah")
-            elif "angka" in text:
-                await self.send("3")
-            elif any("Lewati" in label for label in labels):
-                await self.press("Lewati")
-            elif labels and not labels[0].startswith("⬅️"):
-                await self.press(labels[0])
-            else:
-                await self.send("jawaban")
-            answered += 1
-            assert answered < 100
-        return answered
+    async def answer_all(self, choose: walker.Choose = walker.never_or_first) -> int:
+        """Answer every question up to the review screen (see tests.walker)."""
+        return await walker.answer_all(self, choose)
 
 
 async def start_as_service_user(

@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from core.config import PROJECT_ROOT
 from core.identity import pseudonym
+from tests import walker
 from tests.bot_process import bot_env, start_bot
 from tests.conftest import SECRET
 from tests.fake_bot_api import FakeBotApi
@@ -32,21 +33,25 @@ RESPONDENTS = [88100000 + n for n in range(10)]
 ANSWERS_EACH = 10  # fewer than the survey has: nobody completes, everyone can resume
 
 
+class Patient:
+    """The user waiting up to 20 s for each next question (a real process under load)."""
+
+    def __init__(self, user: TelegramUser) -> None:
+        self.user = user
+
+    def current(self) -> walker.Screen:
+        return self.user.current()
+
+    async def press_button(self, button: walker.ButtonPair) -> None:
+        await self.user.press_button(button, expect="Pertanyaan", timeout=20)
+
+    async def type(self, text: str) -> None:
+        await self.user.send(text, expect="Pertanyaan", timeout=20)
+
+
 async def answer_one(user: TelegramUser) -> None:
     """One question answered and acknowledged (the next screen is shown)."""
-    labels = user.labels()
-    text = user.screen().text or ""
-    if any("Selesai" in label for label in labels):
-        await user.press(labels[0])
-        await user.press("Selesai", expect="Pertanyaan", timeout=20)
-    elif "Tidak pernah" in labels:
-        await user.press("Tidak pernah", expect="Pertanyaan", timeout=20)
-    elif "angka" in text:
-        await user.send("3", expect="Pertanyaan", timeout=20)
-    elif any("Lewati" in label for label in labels):
-        await user.press("Lewati", expect="Pertanyaan", timeout=20)
-    else:
-        await user.press(labels[0], expect="Pertanyaan", timeout=20)
+    await walker.answer_one(Patient(user))
 
 
 def answers_by_user(db_path: Path) -> dict[int, int]:

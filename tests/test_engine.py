@@ -12,6 +12,7 @@ from core.storage import Storage
 from core.units import UnitRegistry
 from tests.conftest import SECRET
 from tests.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.walker import answer_one
 
 EKSTERNAL = ("Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"])
 INTERNAL = ("Pegawai unit", ["Ya, ASN", "Lebih dari 2 tahun"])
@@ -137,11 +138,7 @@ async def test_back_changes_an_answer_and_skip_logic_follows(engine: Engine, db_
     for _ in range(20):
         if "memberi uang" in r.text:
             break
-        labels = r.labels()
-        if "angka" in r.text:
-            await r.type("2")
-        else:
-            await r.press("Tidak pernah" if "Tidak pernah" in labels else labels[0])
+        await answer_one(r)
     assert "Ya" in r.labels()
     await r.press("Ya")
     assert "Selesai" in " ".join(r.labels())  # the multi-select follow-up appears

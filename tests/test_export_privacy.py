@@ -39,8 +39,9 @@ from core.scoring import K_ANONYMITY
 from core.storage import Storage
 from core.units import UnitRegistry
 from tests.conftest import SECRET
-from tests.survey_driver import Clock, Respondent, start_as
-from tests.test_scoring import EKSPER, EKSTERNAL, LABELS
+from tests.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.test_scoring import CODES, EKSPER, EKSTERNAL
+from tests.walker import Step, cycling
 
 ASN = ("Pegawai unit", ["Ya, ASN", "Lebih dari 2 tahun"])
 NON_ASN = ("Pegawai unit", ["Ya, pegawai non-ASN", "Lebih dari 2 tahun"])
@@ -60,29 +61,18 @@ async def respond(
     seconds: float = 600.0,
     suggestion: str | None = None,
 ) -> None:
-    """One complete response, answers cycling through the labels from ``shift``."""
+    """One complete response, answers cycling through the codes from ``shift``."""
     r = Respondent(engine, user_id=user)
     await start_as(r, who[0], who[1], unit_query)
     clock.advance(seconds=seconds)
-    turn = shift
-    while r.screen is not None and "Pertanyaan" in r.text:
-        choices = r.labels()
-        wanted = LABELS[turn % len(LABELS)]
-        turn += 1
-        if suggestion is not None and "Saran" in r.text:
-            await r.type(suggestion)
-        elif any("Selesai" in label for label in choices):
-            await r.press_nth(0)
-            await r.press("Selesai")
-        elif any(wanted in label for label in choices):
-            await r.press(wanted)
-        elif "angka" in r.text:
-            await r.type("2")
-        elif any("Lewati" in label for label in choices):
-            await r.press("Lewati")
-        else:
-            await r.press_nth(turn % 2)
-        assert turn - shift < 100, "survey does not end"
+    varied = cycling(CODES, shift)
+
+    def choose(step: Step) -> str | None:
+        if suggestion is not None and "Saran" in step.text:
+            return suggestion
+        return varied(step)
+
+    await answer_all(r, choose)
     await r.press("Kirim")
     assert "Terima kasih" in r.text
     clock.advance(minutes=30)

@@ -63,6 +63,7 @@ from core.storage import Storage
 from core.units import Unit, UnitRegistry
 from tests.conftest import SECRET
 from tests.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.walker import cycling
 
 TINY = """
 period = "2025"
@@ -869,28 +870,7 @@ def assert_matches(aggregate: UnitAggregate, questionnaire: Questionnaire, expec
 EKSTERNAL = ("Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"])
 INTERNAL = ("Pegawai unit", ["Ya, ASN", "Lebih dari 2 tahun"])
 EKSPER = ("Ahli", ["Kejaksaan", "Ya"])
-LABELS = ["Tidak pernah", "Jarang", "Kadang", "Sering", "Sangat sering", "Tidak tahu"]
-
-
-async def answer_varied(r: Respondent, labels: list[str], shift: int) -> None:
-    """Answer every question, cycling through option labels so answers differ."""
-    turn = shift
-    while r.screen is not None and "Pertanyaan" in r.text:
-        choices = r.labels()
-        wanted = labels[turn % len(labels)]
-        turn += 1
-        if any("Selesai" in label for label in choices):
-            await r.press_nth(0)
-            await r.press("Selesai")
-        elif any(wanted in label for label in choices):
-            await r.press(wanted)
-        elif "angka" in r.text:
-            await r.type("2")
-        elif any("Lewati" in label for label in choices):
-            await r.press("Lewati")
-        else:
-            await r.press_nth(turn % 2)
-        assert turn - shift < 100, "survey does not end"
+CODES = ("tidak_pernah", "jarang", "kadang", "sering", "sgt_sering", "tt")  # frekuensi, mostly
 
 
 async def take_survey(
@@ -908,7 +888,7 @@ async def take_survey(
     if shift is None:
         await answer_all(r)  # the first option throughout: a straight line
     else:
-        await answer_varied(r, LABELS, shift)
+        await answer_all(r, cycling(CODES, shift))
     await r.press("Kirim")
     assert "Terima kasih" in r.text
     clock.advance(minutes=30)  # no burst of completions

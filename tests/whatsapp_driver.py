@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.services import open_services
 from bot.whatsapp.runner import WhatsAppRuntime
 from core.config import Settings, load_settings
+from tests import walker
 from tests.conftest import SECRET
 from tests.fake_whatsapp_api import FakeWhatsAppApi, Sent
 
@@ -87,10 +88,25 @@ class WhatsAppUser:
 
     async def press(self, label: str, expect: str | None = None) -> list[Sent]:
         reply_id, title = self.choice(label)
+        return await self.press_button((title, reply_id), expect)
+
+    async def press_button(
+        self, button: walker.ButtonPair, expect: str | None = None
+    ) -> list[Sent]:
+        """Press a reply button or list row of the current screen as ``(title, reply id)``."""
+        title, reply_id = button
         kind = "button" if self.screen().kind == "button" else "list"
         replies = await self.deliver(self.api.reply(kind, reply_id, title))
-        self._expect(replies, expect, f"pressing {label!r}")
+        self._expect(replies, expect, f"pressing {title!r}")
         return replies
+
+    async def type(self, text: str) -> list[Sent]:
+        return await self.send(text)
+
+    def current(self) -> walker.Screen:
+        """The current screen for the walker: its choices as (title, reply id)."""
+        screen = self.screen()
+        return walker.Screen(screen.text, tuple((t, i) for i, t, _ in screen.choices()))
 
     def labels(self) -> list[str]:
         return [title for _, title, _ in self.screen().choices()]
@@ -103,28 +119,9 @@ class WhatsAppUser:
                 f"{what}: no reply containing {expect!r}: {[r.text for r in replies]}"
             )
 
-    async def answer_all(self) -> int:
-        """Answer every question: 'Tidak pernah' where offered, else the first option."""
-        answered = 0
-        while "Pertanyaan" in self.screen().text:
-            labels = self.labels()
-            text = self.screen().text
-            if any("Selesai" in label for label in labels):
-                await self.press(labels[0])
-                await self.press("Selesai")
-            elif "Tidak pernah" in labels:
-                await self.press("Tidak pernah")
-            elif "angka" in text:
-                await self.send("3")
-            elif any("Lewati" in label for label in labels):
-                await self.press("Lewati")
-            elif labels and not labels[0].startswith("⬅️"):
-                await self.press(labels[0])
-            else:
-                await self.send("jawaban")
-            answered += 1
-            assert answered < 100
-        return answered
+    async def answer_all(self, choose: walker.Choose = walker.never_or_first) -> int:
+        """Answer every question up to the review screen (see tests.walker)."""
+        return await walker.answer_all(self, choose)
 
 
 GROUPS = {
