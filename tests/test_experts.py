@@ -1,0 +1,237 @@
+"""Experts where they can be found: the city as a whole, or up to N units they know.
+
+An expert (a ``city_level`` group) chooses either the pseudo-unit ``kota`` (the
+government as a whole) or units they know, one response per unit, one after
+another. The city's experts count for every unit short of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.engine import Engine
+from core.publish import published_unit_score
+from core.questionnaire import Questionnaire
+from core.report import UnitReport, render_recap, render_unit
+from core.scoring import CITY_UNIT
+from core.storage import Storage
+from core.units import Unit, UnitRegistry, UnitsError, load_units
+from tests.conftest import SECRET
+from tests.fake_bot_api import FakeBotApi
+from tests.survey_driver import Clock, Respondent
+from tests.telegram_driver import TelegramUser, running_bot, settings_for
+from tests.test_fieldwork_wiring import publish_rows
+
+CITY = "Pemerintah Kota Semarang secara keseluruhan"
+EXPERT_SCREENING = ["Akademisi", "Ya"]
+
+
+async def finish(r: Respondent) -> None:
+    """Answer every question (the first option, a number or a word) and send."""
+    for _ in range(100):
+        if "Pertanyaan" not in r.text:
+            break
+        labels = r.labels()
+        if any("Selesai" in label for label in labels):
+            await r.press_nth(0)
+            await r.press("Selesai")
+        elif "angka" in r.text:
+            await r.type("3")
+        elif labels and not labels[0].startswith("⬅️"):
+            await r.press_nth(0)
+        else:
+            await r.type("jawaban")
+    await r.press("Kirim")
+    assert "Terima kasih" in r.text, r.text
+
+
+async def as_expert(r: Respondent) -> None:
+    await r.command("start")
+    await r.press("setuju")
+    await r.press("Ahli")
+
+
+async def rate(r: Respondent, label: str, query: str | None = None) -> None:
+    """On the unit list: choose ``label`` (after typing ``query``), pass screening, answer."""
+    if query is not None:
+        await r.type(query)
+    await r.press(label)
+    for answer in EXPERT_SCREENING:
+        await r.press(answer)
+    assert "Pertanyaan 1 dari" in r.text, r.text
+    await finish(r)
+
+
+async def units_of(storage: Storage, group: str) -> list[str]:
+    async with storage.read() as tx:
+        rows = await tx.fetchall(
+            "SELECT unit_code FROM responses WHERE group_code = ? AND status = 'completed' "
+            "ORDER BY unit_code",
+            (group,),
+        )
+    return [str(row["unit_code"]) for row in rows]
+
+
+async def test_an_expert_rates_the_city_as_a_whole(engine: Engine, storage: Storage) -> None:
+    r = Respondent(engine, user_id="1")
+    await as_expert(r)
+    assert r.labels()[0] == "🏙️ " + CITY  # the city first, then the units
+    assert "hingga 3 unit" in r.text
+    await r.press(CITY)
+    assert CITY in r.text  # screening names what is assessed
+    for answer in EXPERT_SCREENING:
+        await r.press(answer)
+    await finish(r)
+    assert CITY in r.text
+    assert not any("sebagai ahli" in label for label in r.labels())  # the city was the choice
+    assert await units_of(storage, "eksper") == [CITY_UNIT]
+
+
+async def test_the_city_is_never_offered_to_other_groups(engine: Engine) -> None:
+    r = Respondent(engine, user_id="2")
+    await r.command("start")
+    await r.press("setuju")
+    await r.press("Pengguna layanan")
+    assert not any("keseluruhan" in label for label in r.labels())
+    await r.type("kota")
+    assert not any("keseluruhan" in label for label in r.labels())
+    city = r.labels()[0]
+    forged = r.button(city).token.rsplit("|", 1)[0] + "|" + CITY_UNIT
+    from core.events import Choice
+
+    outcome = await r.send(Choice(token=forged))
+    assert outcome.notice == "Tombol ini tidak dikenali."
+    assert "Unit" in r.text and "Pertanyaan" not in r.text
+
+
+async def test_an_expert_rates_up_to_three_units_one_after_another(
+    engine: Engine, storage: Storage
+) -> None:
+    r = Respondent(engine, user_id="3")
+    await as_expert(r)
+    await rate(r, "Dinas Kesehatan", "kesehatan")
+    await r.press("Nilai unit lain yang Anda kenal sebagai ahli")
+    assert "Unit mana" in r.text  # straight to the units: no consent, no group again
+    await rate(r, "Bappeda", "bappeda")
+    await r.press("sebagai ahli")
+    await r.press(CITY)  # units chosen: the city is no longer the choice
+    assert "Anda sudah menilai: Badan Perencanaan" in r.transcript[-2]
+    await rate(r, "Dinas Kependudukan", "kependudukan")
+    assert not any("sebagai ahli" in label for label in r.labels())  # three: the most
+    assert len(await units_of(storage, "eksper")) == 3
+    # Coming back as an expert later in the period is refused at the group choice.
+    await as_expert(r)
+    refusal = r.transcript[-2]
+    assert "hingga 3 unit" in refusal and "Anda sudah menilai: Badan Perencanaan" in refusal
+    assert "kelompok" in r.text.lower()
+    assert len(await units_of(storage, "eksper")) == 3
+    # As a service user the same person may still answer.
+    await r.press("Pengguna layanan")
+    assert "Unit mana" in r.text
+
+
+async def test_an_expert_who_rated_the_city_rates_no_unit(engine: Engine, storage: Storage) -> None:
+    r = Respondent(engine, user_id="4")
+    await as_expert(r)
+    await rate(r, CITY)
+    await as_expert(r)
+    assert "Anda sudah menilai: " + CITY in r.transcript[-2]
+    assert "kelompok" in r.text.lower()
+    assert await units_of(storage, "eksper") == [CITY_UNIT]
+
+
+async def test_the_limit_is_a_questionnaire_option(
+    questionnaire: Questionnaire, units: UnitRegistry, storage: Storage, clock: Clock
+) -> None:
+    groups = [
+        g.model_copy(update={"max_units": 1}) if g.code == "eksper" else g
+        for g in questionnaire.groups
+    ]
+    one = Engine(
+        questionnaire.model_copy(update={"groups": groups}), units, storage, SECRET, clock=clock
+    )
+    r = Respondent(one, user_id="5")
+    await as_expert(r)
+    assert "hingga 1 unit" in r.text
+    await rate(r, "Dinas Kesehatan", "kesehatan")
+    assert not any("sebagai ahli" in label for label in r.labels())
+
+
+def test_the_city_code_is_reserved_in_the_units_file(tmp_path: Path) -> None:
+    path = tmp_path / "units.toml"
+    path.write_text(
+        'government = "Kota Contoh"\n'
+        '[[units]]\ncode = "kota"\nname = "Sekretariat Kota"\nkind = "setda"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(UnitsError, match="reserved"):
+        load_units(path)
+
+
+async def test_five_experts_on_the_city_give_every_unit_its_expert_figure(
+    engine: Engine, storage: Storage, questionnaire: Questionnaire
+) -> None:
+    await publish_rows(storage, "dinkes", "internal", 12, 80.0)
+    await publish_rows(storage, "dinkes", "eksternal", 25, 80.0)
+    async with storage.read() as tx:
+        before = await published_unit_score(tx, questionnaire, "2025", "dinkes")
+    assert before.provisional and set(before.missing) == {"eksper"}
+
+    for i in range(5):
+        r = Respondent(engine, user_id=f"90{i}")
+        await as_expert(r)
+        await rate(r, CITY)
+    async with storage.read() as tx:
+        after = await published_unit_score(tx, questionnaire, "2025", "dinkes")
+        city = await published_unit_score(tx, questionnaire, "2025", CITY_UNIT)
+    assert not after.provisional and after.missing == {}
+    experts = next(g for g in after.groups if g.code == "eksper")
+    assert experts.city_level and experts.shown and experts.n == 5
+    assert not next(g for g in city.groups if g.code == "eksper").city_level
+
+    dinkes = Unit(code="dinkes", name="Dinas Kesehatan", kind="dinas")
+    skor = render_unit(UnitReport(unit=dinkes, score=after), questionnaire, "id")
+    assert "tingkat kota" in skor
+    bappeda = Unit(code="bappeda", name="Bappeda", kind="badan")
+    both = [UnitReport(unit=dinkes, score=after), UnitReport(unit=bappeda, score=after)]
+    rekap = render_recap(both, questionnaire, "id", "Kota", {}, city_scores=city)
+    expert_line = next(line for line in rekap.splitlines() if "Ahli/pemangku" in line)
+    assert "n 5–9 " in expert_line  # the city's five, counted once, not once per unit
+    assert "menilai pemerintah kota secara keseluruhan: n 5–9" in rekap
+    assert "dipakai untuk 2 unit" in rekap
+
+
+async def test_an_expert_chooses_the_city_on_telegram(tmp_path: Path) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with FakeBotApi() as api, running_bot(settings_for(api, db_path)):
+        user = TelegramUser(api, 88001)
+        await user.send("/start", expect="sukarela")
+        await user.press("setuju", expect="kelompok")
+        await user.press("Ahli", expect="Unit mana")
+        assert user.labels()[0] == "🏙️ " + CITY
+        await user.press("🏙️ " + CITY, expect="peran profesional")
+        await user.press("Akademisi")
+        await user.press("Ya", expect="Pertanyaan 1 dari")
+        for _ in range(100):
+            text = user.screen().text or ""
+            if "Pertanyaan" not in text:
+                break
+            labels = user.labels()
+            if any("Selesai" in label for label in labels):
+                await user.press(labels[0])
+                await user.press("Selesai")
+            elif "angka" in text:
+                await user.send("3")
+            elif labels and not labels[0].startswith("⬅️"):
+                await user.press(labels[0])
+            else:
+                await user.send("jawaban")
+        assert CITY in (user.screen().text or "")  # the review names the city
+        await user.press("Kirim", expect="Terima kasih")
+    storage = await Storage.open(db_path)
+    try:
+        assert await units_of(storage, "eksper") == [CITY_UNIT]
+    finally:
+        await storage.close()
