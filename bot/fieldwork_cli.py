@@ -31,6 +31,7 @@ from core.model import utcnow
 from core.population import PopulationError, read_population, replace_population, target_sample
 from core.questionnaire import DataFileError, Questionnaire
 from core.sampling import draw, read_roster
+from core.scoring import CITY_UNIT
 from core.storage import Storage
 from core.units import Unit, UnitRegistry
 
@@ -63,7 +64,11 @@ def _bot_username(settings: Settings) -> str:
 def _unit_and_group(
     questionnaire: Questionnaire, units: UnitRegistry, unit: str, group: str
 ) -> tuple[Unit, str] | str:
-    found = units.get(unit.strip().lower())
+    code, chosen = unit.strip().lower(), questionnaire.group(group)
+    if code == CITY_UNIT and chosen is not None and chosen.city_level:  # experts, per city
+        city = Unit(code=CITY_UNIT, name=f"{units.government} secara keseluruhan", kind="kota")
+        return city, group
+    found = units.get(code)
     if found is None:
         return f"unknown unit code '{unit}' (see the units file for the codes)"
     if questionnaire.group(group) is None:

@@ -431,6 +431,8 @@ class Engine:
             self._advance(turn)
             self._render_groups(turn)
             return
+        if turn.state.unit == CITY_UNIT and not group.city_level:  # the city: experts only
+            turn.state.unit, turn.state.route = None, "self"
         turn.state.group = group.code
         turn.state.screening = {}
         await self._next_screening(turn, group)

@@ -7,11 +7,14 @@ another. The city's experts count for every unit short of its own.
 
 from __future__ import annotations
 
+import asyncio
+import csv
 from pathlib import Path
 
 import pytest
 
 from core.engine import Engine
+from core.events import Choice
 from core.publish import published_unit_score
 from core.questionnaire import Questionnaire
 from core.report import UnitReport, render_recap, render_unit
@@ -21,6 +24,10 @@ from core.units import Unit, UnitRegistry, UnitsError, load_units
 from tests.conftest import SECRET
 from tests.fake_bot_api import FakeBotApi
 from tests.survey_driver import Clock, Respondent
+from tests.test_fieldwork_cli import cli, run
+from tests.test_fieldwork_engine import invite
+
+__all__ = ["cli"]  # the command-line fixture: settings from the environment
 from tests.telegram_driver import TelegramUser, running_bot, settings_for
 from tests.test_fieldwork_wiring import publish_rows
 
@@ -99,11 +106,23 @@ async def test_the_city_is_never_offered_to_other_groups(engine: Engine) -> None
     assert not any("keseluruhan" in label for label in r.labels())
     city = r.labels()[0]
     forged = r.button(city).token.rsplit("|", 1)[0] + "|" + CITY_UNIT
-    from core.events import Choice
-
     outcome = await r.send(Choice(token=forged))
     assert outcome.notice == "Tombol ini tidak dikenali."
     assert "Unit" in r.text and "Pertanyaan" not in r.text
+
+
+async def test_a_city_link_screened_out_chooses_a_unit_for_another_group(
+    engine: Engine, storage: Storage
+) -> None:
+    [code] = await invite(storage, CITY_UNIT, "eksper", "link")
+    r = Respondent(engine, user_id="6")
+    await r.command("start", code)
+    assert CITY in r.text
+    await r.press("setuju")
+    await r.press("Lainnya")  # not an expert's role: another group is offered
+    await r.press("Pilih kelompok lain")
+    await r.press("Pengguna layanan")
+    assert "Unit mana" in r.text and not any("keseluruhan" in b for b in r.labels())
 
 
 async def test_an_expert_rates_up_to_three_units_one_after_another(
@@ -235,3 +254,41 @@ async def test_an_expert_chooses_the_city_on_telegram(tmp_path: Path) -> None:
         assert await units_of(storage, "eksper") == [CITY_UNIT]
     finally:
         await storage.close()
+
+
+def test_experts_sampled_per_government_are_invited_to_rate_the_city(
+    cli: Path,
+    capsys: pytest.CaptureFixture[str],
+    questionnaire: Questionnaire,
+    units: UnitRegistry,
+    clock: Clock,
+) -> None:
+    with (cli / "experts.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["nama", "lembaga"])
+        writer.writerows([f"Ahli {i}", "Universitas"] for i in range(12))
+    args = ["sample", "--roster", "experts.csv", "--unit", "kota", "--n", "5", "--seed", "s"]
+    assert run(*args, "--group", "eksternal", "--out", "x.csv") == 1  # the city: experts only
+    assert "unknown unit code 'kota'" in capsys.readouterr().err
+    assert run(*args, "--group", "eksper", "--out", "e.csv") == 0
+    assert "5 single-use links for kota/eksper" in capsys.readouterr().out
+    with (cli / "e.csv").open(newline="") as fh:
+        links = [row["link"] for row in csv.DictReader(fh)]
+    assert len(links) == 5
+
+    async def arrive() -> list[str]:
+        storage = await Storage.open(cli / "spi.sqlite3")
+        try:
+            engine = Engine(questionnaire, units, storage, SECRET, clock=clock)
+            r = Respondent(engine, user_id="70")
+            await r.command("start", links[0].rsplit("=", 1)[1])
+            assert CITY in r.text
+            await r.press("setuju")
+            for answer in EXPERT_SCREENING:
+                await r.press(answer)
+            await finish(r)
+            return await units_of(storage, "eksper")
+        finally:
+            await storage.close()
+
+    assert asyncio.run(arrive()) == [CITY_UNIT]
