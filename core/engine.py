@@ -45,7 +45,7 @@ from core.questionnaire import Group, Question, Questionnaire
 from core.retention import is_closed
 from core.scoring import CITY_UNIT
 from core.storage import DuplicateEvent, StaleCache, Storage, Transaction, new_response_id
-from core.units import Unit, UnitRegistry
+from core.units import Unit, UnitRegistry, normalise
 
 UNITS_PER_PAGE = 8
 StageAction = Callable[["Engine", "Turn", str], Awaitable[None]]
@@ -577,8 +577,9 @@ class Engine:
         buttons = [[Button(u.name, token(seq, "u", u.code))] for u in shown]
         group = self.questionnaire.group(turn.state.group or "")
         expert = group is not None and group.city_level
-        if expert:
-            buttons.insert(0, [Button("🏙️ " + self._city(turn).name, token(seq, "u", CITY_UNIT))])
+        city = self._city(turn)
+        if self._city_matches(turn, turn.state.unit_query or ""):  # unless searched away
+            buttons.insert(0, [Button("🏙️ " + city.name, token(seq, "u", CITY_UNIT))])
         nav = []
         if page > 0:
             nav.append(Button("⬅️", token(seq, "pg", str(page - 1))))
@@ -602,8 +603,15 @@ class Engine:
             text += "\n" + turn._(
                 "As an expert, assess {city}, or up to {n} units whose work you know, one "
                 "after another."
-            ).format(city=html.escape(self._city(turn).name), n=group.max_units)
+            ).format(city=html.escape(city.name), n=group.max_units)
         turn.say(text, buttons, edit=turn.pressed)
+
+    def _city_matches(self, turn: Turn, query: str) -> bool:
+        """The city is offered to experts, above the units, unless a search excludes it."""
+        group = self.questionnaire.group(turn.state.group or "")
+        name = normalise(self._city(turn).name)
+        expert = group is not None and group.city_level
+        return expert and all(word in name for word in normalise(query).split())
 
     async def _on_unit_page(self, turn: Turn, arg: str) -> None:
         if not arg.isdigit():
@@ -621,7 +629,7 @@ class Engine:
 
     async def _filter_units(self, turn: Turn, text: str) -> None:
         query = text.strip()[:60]
-        if not self.units.search(query):
+        if not self.units.search(query) and not (query and self._city_matches(turn, query)):
             turn.say(
                 turn._(
                     "No unit matches “{query}”. Try another word, or pick from the list."

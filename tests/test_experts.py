@@ -96,6 +96,15 @@ async def test_an_expert_rates_the_city_as_a_whole(engine: Engine, storage: Stor
     assert await units_of(storage, "eksper") == [CITY_UNIT]
 
 
+async def test_a_search_shows_the_city_only_when_it_matches(engine: Engine) -> None:
+    r = Respondent(engine, user_id="11")
+    await as_expert(r)
+    await r.type("kesehatan")
+    assert r.labels()[0] == "Dinas Kesehatan"  # searched for a unit: the units only
+    await r.type("keseluruhan")
+    assert r.labels()[0] == "🏙️ " + CITY
+
+
 async def test_the_city_is_never_offered_to_other_groups(engine: Engine) -> None:
     r = Respondent(engine, user_id="2")
     await r.command("start")
