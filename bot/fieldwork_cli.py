@@ -82,7 +82,8 @@ async def population_import(settings: Settings, path: Path) -> int:
     questionnaire, units = load_survey(settings)
     groups: list[str] = [g.code for g in questionnaire.groups]
     try:
-        rows = read_population(path, units, groups)
+        city_groups = [g.code for g in questionnaire.groups if g.city_level]
+        rows = read_population(path, units, groups, city_groups)
     except PopulationError as exc:
         _print_issues(exc, "population")
         return 1

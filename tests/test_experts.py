@@ -15,6 +15,7 @@ import pytest
 
 from core.engine import Engine
 from core.events import Choice
+from core.population import Population, replace_population, target_sample
 from core.publish import published_unit_score
 from core.questionnaire import Questionnaire
 from core.report import UnitReport, render_recap, render_unit
@@ -301,3 +302,40 @@ def test_experts_sampled_per_government_are_invited_to_rate_the_city(
             await storage.close()
 
     assert asyncio.run(arrive()) == [CITY_UNIT]
+
+
+async def test_the_city_population_sets_the_target_where_experts_are_counted(
+    storage: Storage, questionnaire: Questionnaire
+) -> None:
+    await publish_rows(storage, "dinkes", "internal", 12, 80.0)
+    await publish_rows(storage, "dinkes", "eksternal", 25, 80.0)
+    await publish_rows(storage, CITY_UNIT, "eksper", 9, 60.0)
+    unit_only = [Population("dinkes", "eksper", 3)]
+    async with storage.transaction() as tx:
+        await replace_population(tx, "2025", unit_only)
+    async with storage.read() as tx:
+        score = await published_unit_score(tx, questionnaire, "2025", "dinkes", 0.10)
+    experts = next(g for g in score.groups if g.code == "eksper")
+    # The unit's own frame does not judge the city's figure: the group's minimum does.
+    assert experts.city_level and experts.min_sample == 5 and experts.population is None
+    assert not score.provisional
+
+    async with storage.transaction() as tx:
+        await replace_population(tx, "2025", [*unit_only, Population(CITY_UNIT, "eksper", 40)])
+    async with storage.read() as tx:
+        score = await published_unit_score(tx, questionnaire, "2025", "dinkes", 0.10)
+    experts = next(g for g in score.groups if g.code == "eksper")
+    target = target_sample(40, 0.10)
+    assert (experts.population, experts.min_sample) == (40, target) and target > 9
+    assert score.provisional and score.missing == {"eksper": target - 9}
+
+
+def test_population_import_accepts_the_city_for_experts_only(
+    cli: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (cli / "pop.csv").write_text("unit,group,size\nkota,internal,10\n", encoding="utf-8")
+    assert run("population", "import", "pop.csv") == 1
+    assert "unknown unit code 'kota'" in capsys.readouterr().err
+    (cli / "pop.csv").write_text("unit,group,size\nkota,eksper,40\n", encoding="utf-8")
+    assert run("population", "import", "pop.csv") == 0
+    assert "kota" in capsys.readouterr().out
