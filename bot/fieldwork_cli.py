@@ -262,7 +262,7 @@ async def progress_command(
         rows = await progress(tx, questionnaire, units, margin, settings.sampled_only)
         outs = await screenouts(tx, questionnaire.period)
     if only:
-        unknown = [u for u in only if units.get(u) is None]
+        unknown = [u for u in only if units.get(u) is None and u != CITY_UNIT]
         if unknown:
             return _fail("progress", f"unknown unit code '{unknown[0]}'")
         rows = [r for r in rows if r.unit in only]

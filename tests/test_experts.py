@@ -15,6 +15,7 @@ import pytest
 
 from core.engine import Engine
 from core.events import Choice
+from core.fieldwork import progress
 from core.population import Population, replace_population, target_sample
 from core.publish import published_unit_score
 from core.questionnaire import Questionnaire
@@ -339,3 +340,24 @@ def test_population_import_accepts_the_city_for_experts_only(
     (cli / "pop.csv").write_text("unit,group,size\nkota,eksper,40\n", encoding="utf-8")
     assert run("population", "import", "pop.csv") == 0
     assert "kota" in capsys.readouterr().out
+
+
+async def test_the_progress_table_has_a_row_for_the_city_experts(
+    engine: Engine, storage: Storage, questionnaire: Questionnaire, units: UnitRegistry
+) -> None:
+    r = Respondent(engine, user_id="12")
+    await as_expert(r)
+    await rate(r, CITY)
+    async with storage.read() as tx:
+        rows = await progress(tx, questionnaire, units, 0.10)
+    city = [row for row in rows if row.unit == CITY_UNIT]
+    assert [(row.group, row.responses, row.target) for row in city] == [("eksper", 1, 8)]
+    assert city[0].unit_name == CITY
+    assert len(rows) == len(units) * len(questionnaire.groups) + 1
+
+
+def test_progress_command_shows_the_city_row(cli: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("progress", "--unit", "kota") == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 unit groups behind" in out
+    assert any(line.split()[:3] == ["kota", "eksper", "0"] for line in out.splitlines())
