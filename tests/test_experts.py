@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,12 @@ from core.storage import Storage
 from core.units import Unit, UnitRegistry, UnitsError, load_units
 from tests.conftest import SECRET
 from tests.fake_bot_api import FakeBotApi
+from tests.fake_whatsapp_api import FakeWhatsAppApi
 from tests.survey_driver import Clock, Respondent
 from tests.test_fieldwork_cli import cli, run
 from tests.test_fieldwork_engine import invite
+from tests.whatsapp_driver import WhatsAppUser, running_whatsapp
+from tests.whatsapp_driver import settings_for as whatsapp_settings
 
 __all__ = ["cli"]  # the command-line fixture: settings from the environment
 from tests.telegram_driver import TelegramUser, running_bot, settings_for
@@ -361,3 +365,23 @@ def test_progress_command_shows_the_city_row(cli: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "1 of 1 unit groups behind" in out
     assert any(line.split()[:3] == ["kota", "eksper", "0"] for line in out.splitlines())
+
+
+async def test_the_city_fits_whatsapp_lists(tmp_path: Path) -> None:
+    db_path = tmp_path / "spi.sqlite3"
+    async with (
+        FakeWhatsAppApi() as api,
+        running_whatsapp(api, whatsapp_settings(api, db_path)) as runtime,
+    ):
+        user = WhatsAppUser(api, runtime, "6281234567891")
+        await user.send("/start", expect="sukarela")
+        await user.press("setuju", expect="kelompok")
+        await user.press("Ahli", expect="Unit mana")
+        await user.press("keseluruhan", expect="peran profesional")
+        await user.press("Akademisi")
+        await user.press("Ya", expect="Pertanyaan 1 dari")
+        assert not api.refused, api.refused  # every screen fitted WhatsApp's limits
+    with sqlite3.connect(db_path) as db:
+        assert list(db.execute("SELECT group_code, unit_code FROM responses")) == [
+            ("eksper", CITY_UNIT)
+        ]
