@@ -846,6 +846,14 @@ class Engine:
         ]
         if question.hint:
             lines.append(f"<i>{html.escape(question.hint.get(locale))}</i>")
+        if turn.state.unit == CITY_UNIT:  # the questions speak of "this unit"
+            lines.append(
+                italic(
+                    turn._("Here “this unit” means {city}.").format(
+                        city=html.escape(self._city(turn).name)
+                    )
+                )
+            )
         seq = turn.state.seq
         given = answers.get(question.id)
         buttons: list[list[Button]] = []

@@ -96,6 +96,7 @@ async def test_an_expert_rates_the_city_as_a_whole(engine: Engine, storage: Stor
     assert CITY in r.text  # screening names what is assessed
     for answer in EXPERT_SCREENING:
         await r.press(answer)
+    assert "“Unit ini” di sini berarti " + CITY in r.text  # the questions say "unit ini"
     await finish(r)
     assert CITY in r.text
     assert not any("sebagai ahli" in label for label in r.labels())  # the city was the choice
@@ -145,7 +146,12 @@ async def test_an_expert_rates_up_to_three_units_one_after_another(
 ) -> None:
     r = Respondent(engine, user_id="3")
     await as_expert(r)
-    await rate(r, "Dinas Kesehatan", "kesehatan")
+    await r.type("kesehatan")
+    await r.press("Dinas Kesehatan")
+    for answer in EXPERT_SCREENING:
+        await r.press(answer)
+    assert "Pertanyaan 1 dari" in r.text and "di sini berarti" not in r.text
+    await finish(r)
     await r.press("Nilai unit lain yang Anda kenal sebagai ahli")
     assert "Unit mana" in r.text  # straight to the units: no consent, no group again
     await rate(r, "Bappeda", "bappeda")
