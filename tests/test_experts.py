@@ -16,6 +16,7 @@ import pytest
 
 from core.engine import Engine
 from core.events import Choice
+from core.export import export_rows
 from core.fieldwork import progress
 from core.population import Population, replace_population, target_sample
 from core.publish import published_unit_score
@@ -391,3 +392,17 @@ async def test_the_city_fits_whatsapp_lists(tmp_path: Path) -> None:
         assert list(db.execute("SELECT group_code, unit_code FROM responses")) == [
             ("eksper", CITY_UNIT)
         ]
+
+
+async def test_the_export_names_the_city_row(
+    engine: Engine, storage: Storage, questionnaire: Questionnaire, units: UnitRegistry
+) -> None:
+    r = Respondent(engine, user_id="13")
+    await as_expert(r)
+    await rate(r, CITY)
+    async with storage.read() as tx:
+        data = await export_rows(tx, questionnaire, units, questionnaire.period)
+    columns = data.units.columns
+    [row] = [row for row in data.units.rows if row[columns.index("unit_code")] == CITY_UNIT]
+    assert row[columns.index("unit_name")] == CITY
+    assert len(data.units.rows) == len(units) + 1
