@@ -31,6 +31,7 @@ from core.model import utcnow
 from core.population import PopulationError, read_population, replace_population, target_sample
 from core.questionnaire import DataFileError, Questionnaire
 from core.sampling import draw, read_roster
+from core.scoring import CITY_UNIT
 from core.storage import Storage
 from core.units import Unit, UnitRegistry
 
@@ -63,7 +64,11 @@ def _bot_username(settings: Settings) -> str:
 def _unit_and_group(
     questionnaire: Questionnaire, units: UnitRegistry, unit: str, group: str
 ) -> tuple[Unit, str] | str:
-    found = units.get(unit.strip().lower())
+    code, chosen = unit.strip().lower(), questionnaire.group(group)
+    if code == CITY_UNIT and chosen is not None and chosen.city_level:  # experts, per city
+        city = Unit(code=CITY_UNIT, name=f"{units.government} secara keseluruhan", kind="kota")
+        return city, group
+    found = units.get(code)
     if found is None:
         return f"unknown unit code '{unit}' (see the units file for the codes)"
     if questionnaire.group(group) is None:
@@ -77,7 +82,8 @@ async def population_import(settings: Settings, path: Path) -> int:
     questionnaire, units = load_survey(settings)
     groups: list[str] = [g.code for g in questionnaire.groups]
     try:
-        rows = read_population(path, units, groups)
+        city_groups = [g.code for g in questionnaire.groups if g.city_level]
+        rows = read_population(path, units, groups, city_groups)
     except PopulationError as exc:
         _print_issues(exc, "population")
         return 1
@@ -256,7 +262,7 @@ async def progress_command(
         rows = await progress(tx, questionnaire, units, margin, settings.sampled_only)
         outs = await screenouts(tx, questionnaire.period)
     if only:
-        unknown = [u for u in only if units.get(u) is None]
+        unknown = [u for u in only if units.get(u) is None and u != CITY_UNIT]
         if unknown:
             return _fail("progress", f"unknown unit code '{unknown[0]}'")
         rows = [r for r in rows if r.unit in only]

@@ -187,6 +187,7 @@ def recap(view: d.RecapView, questionnaire: Questionnaire) -> Rendered:
             city_index=view.city_index,
             screened=view.screenouts,
             completed=view.completed,
+            city_scores=view.city,
         )
     )
 

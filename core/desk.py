@@ -50,7 +50,7 @@ from core.publish import published_city_index, published_unit_score
 from core.questionnaire import Questionnaire
 from core.reminders import Planned, ReminderRules, plan
 from core.report import UnitReport
-from core.scoring import UnitScore
+from core.scoring import CITY_UNIT, UnitScore
 from core.storage import Storage, Transaction
 from core.units import Unit, UnitRegistry
 
@@ -143,6 +143,7 @@ class RecapView:
     city_index: float | None = None
     screenouts: list[ScreenOut] = field(default_factory=list)  # attempts, per ineligible answer
     completed: dict[str, int] = field(default_factory=dict)  # completed responses per group
+    city: UnitScore | None = None  # the pseudo-unit ``kota``: experts rating the whole city
 
 
 @dataclass(frozen=True)
@@ -457,7 +458,14 @@ class Desk:
         reports = await self._all_reports(tx)
         flags = await flag_counts(tx, self.period, None)
         codes = [unit.code for unit in self.units.units]
-        city = await published_city_index(tx, self.questionnaire, self.period, codes)
+        city_level = any(g.city_level for g in self.questionnaire.groups)
+        pooled = [*codes, CITY_UNIT] if city_level else codes  # the city's experts count too
+        city = await published_city_index(tx, self.questionnaire, self.period, pooled)
+        city_score = (
+            await published_unit_score(tx, self.questionnaire, self.period, CITY_UNIT)
+            if city_level
+            else None
+        )
         counts = await completed_counts(tx, self.period, self.settings.sampled_only)
         completed: dict[str, int] = {}
         for (_unit, group), n in counts.items():
@@ -470,6 +478,7 @@ class Desk:
             city,
             screenouts=await screenouts(tx, self.period),
             completed=completed,
+            city=city_score,
         )
 
     @admins_only(write=False)

@@ -43,8 +43,9 @@ from core.navigation import (
 )
 from core.questionnaire import Group, Question, Questionnaire
 from core.retention import is_closed
+from core.scoring import CITY_UNIT
 from core.storage import DuplicateEvent, StaleCache, Storage, Transaction, new_response_id
-from core.units import Unit, UnitRegistry
+from core.units import Unit, UnitRegistry, normalise
 
 UNITS_PER_PAGE = 8
 StageAction = Callable[["Engine", "Turn", str], Awaitable[None]]
@@ -425,9 +426,69 @@ class Engine:
                 self._advance(turn)
                 self._render_groups(turn)
                 return
+        if group.city_level and await self._expert_choices_used(turn, group):
+            turn.say(await self._expert_limit_text(turn, group), edit=True)
+            self._advance(turn)
+            self._render_groups(turn)
+            return
+        if turn.state.unit == CITY_UNIT and not group.city_level:  # the city: experts only
+            turn.state.unit, turn.state.route = None, "self"
         turn.state.group = group.code
         turn.state.screening = {}
         await self._next_screening(turn, group)
+
+    # -- experts: the city as a whole, or up to N units they know ------------
+    # An expert (a ``city_level`` group) chooses either the pseudo-unit ``kota`` (the
+    # government as a whole, counted at the city level) or a unit they know; after
+    # each unit's response they may go on to the next one, up to ``max_units`` units
+    # per period. Each unit is its own response, answered and screened on its own.
+    def _city(self, turn: Turn) -> Unit:
+        name = turn._("{government} as a whole").format(government=self.units.government)
+        return Unit(code=CITY_UNIT, name=name, kind="kota")
+
+    def _unit_named(self, turn: Turn, code: str) -> Unit | None:
+        """A unit of the units file or, for an expert's response, the city as a whole."""
+        return self._city(turn) if code == CITY_UNIT else self.units.get(code)
+
+    async def _expert_done(self, turn: Turn, group: Group) -> list[str]:
+        return await turn.tx.completed_units(turn.state.respondent_key, self.period, group.code)
+
+    async def _expert_choices_used(self, turn: Turn, group: Group, code: str | None = None) -> bool:
+        """Whether choosing ``code`` (None: anything new) would exceed an expert's share:
+        the city as a whole, or up to ``max_units`` units, per period."""
+        done = await self._expert_done(turn, group)
+        if code is not None and code in done:
+            return False  # "already completed for this unit" says it better
+        if CITY_UNIT in done:
+            return True
+        if code == CITY_UNIT:
+            return bool(done)
+        return len(done) >= group.max_units
+
+    async def _expert_limit_text(self, turn: Turn, group: Group) -> str:
+        done = await self._expert_done(turn, group)
+        names = [(u.name if (u := self._unit_named(turn, c)) else c) for c in done]
+        return turn._(
+            "As an expert you assess either {city} or up to {n} units you know in period "
+            "{period}. You have already assessed: {done}."
+        ).format(
+            city=html.escape(self._city(turn).name),
+            n=group.max_units,
+            period=html.escape(self.period),
+            done=html.escape(", ".join(names)),
+        )
+
+    async def _on_more(self, turn: Turn, arg: str) -> None:
+        """An expert goes on to another unit they know: the unit list, then screening."""
+        group = self.questionnaire.group(arg)
+        if group is None or not group.city_level:
+            turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        if await is_closed(turn.tx, self.period):
+            self._say_closed(turn)
+            return
+        self._fresh(turn, "group")
+        await self._on_group(turn, group.code)
 
     async def _next_screening(self, turn: Turn, group: Group) -> None:
         """The unit first (screening asks about "this unit"), then screening, then the survey."""
@@ -449,7 +510,7 @@ class Engine:
         assert group is not None
         screen = next(s for s in group.screening if s.id not in turn.state.screening)
         locale = turn.state.locale
-        unit = self.units.get(turn.state.unit or "")
+        unit = self._unit_named(turn, turn.state.unit or "")
         turn.say(
             f"<b>{html.escape(group.title.get(locale))}</b>"
             + (f" · {html.escape(unit.name)}" if unit else "")
@@ -514,6 +575,11 @@ class Engine:
         seq = turn.state.seq
         shown = units[page * UNITS_PER_PAGE : (page + 1) * UNITS_PER_PAGE]
         buttons = [[Button(u.name, token(seq, "u", u.code))] for u in shown]
+        group = self.questionnaire.group(turn.state.group or "")
+        expert = group is not None and group.city_level
+        city = self._city(turn)
+        if self._city_matches(turn, turn.state.unit_query or ""):  # unless searched away
+            buttons.insert(0, [Button("🏙️ " + city.name, token(seq, "u", CITY_UNIT))])
         nav = []
         if page > 0:
             nav.append(Button("⬅️", token(seq, "pg", str(page - 1))))
@@ -533,7 +599,19 @@ class Engine:
         text = f"<b>{text}</b>\n" + turn._(
             "Choose from the list, or type part of its name (e.g. “kesehatan” or “tembalang”)."
         )
+        if expert and group is not None:
+            text += "\n" + turn._(
+                "As an expert, assess {city}, or up to {n} units whose work you know, one "
+                "after another."
+            ).format(city=html.escape(city.name), n=group.max_units)
         turn.say(text, buttons, edit=turn.pressed)
+
+    def _city_matches(self, turn: Turn, query: str) -> bool:
+        """The city is offered to experts, above the units, unless a search excludes it."""
+        group = self.questionnaire.group(turn.state.group or "")
+        name = normalise(self._city(turn).name)
+        expert = group is not None and group.city_level
+        return expert and all(word in name for word in normalise(query).split())
 
     async def _on_unit_page(self, turn: Turn, arg: str) -> None:
         if not arg.isdigit():
@@ -551,7 +629,7 @@ class Engine:
 
     async def _filter_units(self, turn: Turn, text: str) -> None:
         query = text.strip()[:60]
-        if not self.units.search(query):
+        if not self.units.search(query) and not (query and self._city_matches(turn, query)):
             turn.say(
                 turn._(
                     "No unit matches “{query}”. Try another word, or pick from the list."
@@ -564,10 +642,16 @@ class Engine:
         self._render_units(turn)
 
     async def _on_unit(self, turn: Turn, arg: str) -> None:
-        unit = self.units.get(arg)
         group = self.questionnaire.group(turn.state.group or "")
+        city = arg == CITY_UNIT and group is not None and group.city_level
+        unit = self._city(turn) if city else self.units.get(arg)
         if unit is None or group is None:
             turn.outcome.notice = turn._("This button is not recognised.")
+            return
+        if group.city_level and await self._expert_choices_used(turn, group, unit.code):
+            turn.say(await self._expert_limit_text(turn, group))
+            self._advance(turn)
+            self._render_units(turn)
             return
         key = turn.state.respondent_key
         if await turn.tx.has_completed(key, self.period, unit.code):
@@ -595,6 +679,10 @@ class Engine:
                 turn._("You have already completed the survey for this unit in this period."),
                 edit=turn.pressed,
             )
+            self._reset(turn, "done")
+            return
+        if group.city_level and await self._expert_choices_used(turn, group, unit.code):
+            turn.say(await self._expert_limit_text(turn, group), edit=turn.pressed)
             self._reset(turn, "done")
             return
         response_id = new_response_id()
@@ -635,9 +723,11 @@ class Engine:
         code = normalise_token(raw)
         if code is not None:
             found = await find_invitation(turn.tx, self.secret_key, code, self.period)
-        if found is None or self.units.get(found.unit) is None:
+        group = self.questionnaire.group(found.group) if found is not None else None
+        if found is None or group is None:
             return None
-        return found if self.questionnaire.group(found.group) is not None else None
+        city = found.unit == CITY_UNIT and group.city_level
+        return found if city or self.units.get(found.unit) is not None else None
 
     async def _invited(self, turn: Turn, raw: str) -> bool:
         """Consent with the invitation's unit and group shown; False if the link is not valid."""
@@ -654,7 +744,7 @@ class Engine:
             self._say_invitation_used(turn, edit=False)
             return True
         await self._show_consent(turn)
-        unit = self.units.get(invitation.unit)
+        unit = self._unit_named(turn, invitation.unit)
         group = self.questionnaire.group(invitation.group)
         assert unit is not None and group is not None
         reply = turn.outcome.replies[-1]
@@ -708,7 +798,7 @@ class Engine:
         screening), the unit is shown with one Start button instead, so that the
         response is created by a later transaction than the one that used the token.
         """
-        unit = self.units.get(unit_code)
+        unit = self._unit_named(turn, unit_code)
         assert unit is not None
         event = turn.incoming.event
         if isinstance(event, Choice) and "|inv|" in event.token:
@@ -756,6 +846,14 @@ class Engine:
         ]
         if question.hint:
             lines.append(f"<i>{html.escape(question.hint.get(locale))}</i>")
+        if turn.state.unit == CITY_UNIT:  # the questions speak of "this unit"
+            lines.append(
+                italic(
+                    turn._("Here “this unit” means {city}.").format(
+                        city=html.escape(self._city(turn).name)
+                    )
+                )
+            )
         seq = turn.state.seq
         given = answers.get(question.id)
         buttons: list[list[Button]] = []
@@ -932,7 +1030,7 @@ class Engine:
         if answers is None:
             answers = await self._answers(turn)
         group = self.questionnaire.group(turn.state.group or "")
-        unit = self.units.get(turn.state.unit or "")
+        unit = self._unit_named(turn, turn.state.unit or "")
         assert group is not None and unit is not None
         shown = visible_questions(self.questionnaire, group.code, answers)
         answered = sum(1 for q in shown if answers.get(q.id) is not None)
@@ -990,7 +1088,7 @@ class Engine:
         if missing is not None:
             await self._go_to(turn, missing, answers, edit=True)
             return
-        unit = self.units.get(state.unit or "")
+        unit = self._unit_named(turn, state.unit or "")
         if await turn.tx.has_completed(state.respondent_key, self.period, state.unit or ""):
             await turn.tx.discard_response(state.response_id)
             turn.say(
@@ -1019,7 +1117,17 @@ class Engine:
             self.bursts,
             self.sampled_only,
         )
+        group = self.questionnaire.group(state.group)
+        more = (
+            group is not None
+            and group.city_level
+            and not await self._expert_choices_used(turn, group)
+        )
         seq = self._reset(turn, "done")
+        buttons = [[Button(turn._("Assess another unit"), token(seq, "new"))]]
+        if more and group is not None:
+            label = turn._("Assess another unit you know as an expert")
+            buttons.insert(0, [Button(label, token(seq, "more", group.code))])
         turn.say(
             "\n\n".join(
                 [
@@ -1037,7 +1145,7 @@ class Engine:
                     ),
                 ]
             ),
-            [[Button(turn._("Assess another unit"), token(seq, "new"))]],
+            buttons,
             edit=True,
         )
 
@@ -1087,7 +1195,7 @@ class Engine:
         state.response_id, state.group, state.unit = response.id, response.group, response.unit
         answers = await self._answers(turn)
         if announce:
-            unit = self.units.get(response.unit)
+            unit = self._unit_named(turn, response.unit)
             turn.say(
                 turn._("Welcome back! Continuing your survey about {unit}.").format(
                     unit=html.escape(unit.name if unit else response.unit)
@@ -1242,4 +1350,5 @@ STAGE_ACTIONS: dict[tuple[str, str], StageAction] = {
     ("review", "send"): Engine._on_send,
     ("cancel", "cx"): Engine._on_cancel,
     ("done", "new"): Engine._on_new,
+    ("done", "more"): Engine._on_more,
 }

@@ -286,6 +286,7 @@ async def _score_tables(
         )
     }
     names = {u.code: u.name for u in units.units}
+    city_name = f"{units.government} secara keseluruhan"  # experts rating the whole city
     unit_codes = [u.code for u in units.units] + sorted(set(completed) - set(names))
 
     city = await load_unit_aggregate(tx, period, CITY_UNIT)
@@ -317,7 +318,7 @@ async def _score_tables(
             [
                 period,
                 code,
-                names.get(code, ""),
+                names.get(code, city_name if code == CITY_UNIT else ""),
                 *[g.n if g else 0 for g in groups],
                 score.n,
                 n_completed - n_counted,

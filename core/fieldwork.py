@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from core.invitations import response_rates
 from core.population import populations, target_sample
 from core.questionnaire import Questionnaire
+from core.scoring import CITY_UNIT
 from core.storage import Transaction
 from core.units import UnitRegistry
 
@@ -89,7 +90,24 @@ async def progress(
                     used=rate.used if rate else 0,
                 )
             )
-    order = {u.code: i for i, u in enumerate(units.units)}
+    for group in questionnaire.groups:  # experts who rate the government as a whole
+        if group.city_level:
+            key = (CITY_UNIT, group.code)
+            population = frame.get(key)
+            rate = rates.get(key)
+            rows.append(
+                Progress(
+                    unit=CITY_UNIT,
+                    unit_name=f"{units.government} secara keseluruhan",
+                    group=group.code,
+                    responses=counts.get(key, 0),
+                    target=target_for(questionnaire, group.code, population, margin),
+                    population=population,
+                    sent=rate.sent if rate else 0,
+                    used=rate.used if rate else 0,
+                )
+            )
+    order = {CITY_UNIT: -1} | {u.code: i for i, u in enumerate(units.units)}
     groups: dict[str, int] = {g.code: i for i, g in enumerate(questionnaire.groups)}
     rows.sort(key=lambda r: (r.share, -r.shortfall, order[r.unit], groups[r.group]))
     return rows

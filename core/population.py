@@ -14,11 +14,12 @@ from __future__ import annotations
 import csv
 import math
 import zipfile
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.questionnaire import DataFileError, Issue
-from core.scoring import GroupFrame
+from core.scoring import CITY_UNIT, GroupFrame
 from core.storage import Transaction
 from core.units import UnitRegistry
 
@@ -54,8 +55,13 @@ def target_sample(population: int, margin: float, z: float = Z_95, p: float = 0.
     return min(population, math.ceil(n - 1e-9))
 
 
-def read_population(path: Path, units: UnitRegistry, groups: list[str]) -> list[Population]:
-    """All rows of a population file, or :class:`PopulationError` listing every problem."""
+def read_population(
+    path: Path, units: UnitRegistry, groups: list[str], city_groups: Collection[str] = ()
+) -> list[Population]:
+    """All rows of a population file, or :class:`PopulationError` listing every problem.
+
+    The unit code ``kota`` (the government as a whole) is accepted for ``city_groups``:
+    the experts, counted per government."""
     table = read_table(path)
     if not table or not any(cell.strip() for cell in table[0]):
         raise PopulationError(path, [Issue(field="(file)", reason="no header row")])
@@ -83,7 +89,7 @@ def read_population(path: Path, units: UnitRegistry, groups: list[str]) -> list[
         cells = {name: (raw[i].strip() if i < len(raw) else "") for name, i in where.items()}
         unit, group = cells["unit"].lower(), cells["group"].lower()
         before = len(issues)
-        if units.get(unit) is None:
+        if units.get(unit) is None and not (unit == CITY_UNIT and group in city_groups):
             issues.append(
                 Issue(field=f"row {number}, column 'unit'", reason=f"unknown unit code '{unit}'")
             )
@@ -214,3 +220,15 @@ async def unit_frames(
         str(r["group_code"]): GroupFrame(int(r["size"]), target_sample(int(r["size"]), margin))
         for r in rows
     }
+
+
+def with_city_frames(
+    frames: Mapping[str, GroupFrame],
+    city_frames: Mapping[str, GroupFrame],
+    replaced: Collection[str],
+) -> dict[str, GroupFrame]:
+    """A unit's frames where each group whose figure is the city-level one (``replaced``)
+    takes the city's frame, or none: the target applies where the group is counted."""
+    result = {g: f for g, f in frames.items() if g not in replaced}
+    result.update({g: city_frames[g] for g in replaced if g in city_frames})
+    return result

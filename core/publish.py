@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from core.population import unit_frames
+from core.population import unit_frames, with_city_frames
 from core.questionnaire import Questionnaire
 from core.scoring import (
     CITY_UNIT,
@@ -175,6 +175,9 @@ async def published_unit_score(
     if unit != CITY_UNIT and any(g.city_level for g in questionnaire.groups):
         city = await load_published_aggregate(tx, period, CITY_UNIT)
         aggregate, replaced = with_city_level(questionnaire, aggregate, city)
+    if frames is not None and replaced and margin is not None:
+        city_frames = await unit_frames(tx, period, CITY_UNIT, margin)
+        frames = with_city_frames(frames, city_frames, replaced)
     return score_unit(questionnaire, aggregate, frames, replaced)
 
 

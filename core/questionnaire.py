@@ -123,6 +123,9 @@ class Group(_Model):
     # Counted at the level of the whole government (experts): a unit with fewer than
     # its minimum of its own uses the city-level figure of the group instead.
     city_level: bool = False
+    # For a city_level group: a respondent assesses either the government as a whole
+    # (the pseudo-unit ``kota``) or up to this many units they know, per period.
+    max_units: Annotated[int, Field(ge=1)] = 3
 
 
 class Dimension(_Model):

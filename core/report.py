@@ -373,12 +373,15 @@ def render_recap(
     kpk: KpkResults | None = None,
     screened: Sequence[ScreenOut] = (),
     completed: Mapping[str, int] | None = None,
+    city_scores: UnitScore | None = None,
 ) -> str:
     """The city: pooled index beside KPK's official result, bands, participation.
 
     ``city_index`` is the pooled index (core.publish.published_city_index); without
     it the mean of the unit indices is shown, as before. ``screened`` are the attempts
     screened out (core.fieldwork.screenouts) beside ``completed`` responses per group.
+    ``city_scores`` is the pseudo-unit ``kota`` (experts rating the whole government):
+    a city-level group counts its people once, not once per unit that uses the figure.
     """
     tr = gettext_for(locale)
     shown = [r.score for r in reports if r.score.shown and r.score.corrected is not None]
@@ -416,7 +419,8 @@ def render_recap(
     lines += ["", "<b>{}</b>".format(tr.gettext("Participation"))]
     for group in questionnaire.groups:
         scores = [g for r in reports for g in r.score.groups if g.code == group.code]
-        done = sum(g.n for g in scores)
+        city_group = _city_group(city_scores, group.code) if group.city_level else None
+        done = sum(g.n for g in scores if not g.city_level) + (city_group.n if city_group else 0)
         target = sum(g.target for g in scores)
         line = tr.gettext("• {group}: n {n} of a target of {target}").format(
             group=group.title.get(locale), n=html.escape(n_range(done)), target=target
@@ -428,6 +432,17 @@ def render_recap(
                 population=sum(framed), units=len(framed), total=len(scores)
             )
         lines.append(line)
+        if city_group is not None and city_group.n > 0:
+            lines.append(
+                "   "
+                + tr.gettext(
+                    "assessing the government as a whole: n {n}, used for {units} units "
+                    "without enough of their own"
+                ).format(
+                    n=html.escape(n_range(city_group.n)),
+                    units=sum(1 for g in scores if g.city_level),
+                )
+            )
     if screened:
         lines += ["", "<b>{}</b>".format(tr.gettext("Screened out (attempts)"))]
         lines += screenout_text(screened, completed or {}, questionnaire, locale)
@@ -472,6 +487,10 @@ def screenout_text(
             )
         )
     return lines
+
+
+def _city_group(city: UnitScore | None, code: str) -> GroupScore | None:
+    return next((g for g in city.groups if g.code == code), None) if city else None
 
 
 def _min_sample(questionnaire: Questionnaire, code: str) -> int:

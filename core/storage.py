@@ -417,6 +417,15 @@ class Transaction:
         )
         return str(row["unit_code"]) if row else None
 
+    async def completed_units(self, key: str, period: str, group: str) -> list[str]:
+        """The units (sorted by code) this pseudonym completed as ``group`` in the period."""
+        rows = await self.fetchall(
+            "SELECT DISTINCT unit_code FROM responses WHERE respondent_key = ? AND period = ? "
+            "AND group_code = ? AND status = 'completed' ORDER BY unit_code",
+            (key, period, group),
+        )
+        return [str(row["unit_code"]) for row in rows]
+
     async def create_response(
         self,
         key: str,

@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.questionnaire import DataFileError, Issue, issues_from_validation, read_toml
+from core.scoring import CITY_UNIT
 
 UnitCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,15}$")]
 
@@ -92,6 +93,9 @@ def load_units(path: Path) -> UnitRegistry:
     for i, unit in enumerate(parsed.units):
         if unit.code in seen:
             issues.append(Issue(field=f"units[{i}].code", reason=f"duplicate code '{unit.code}'"))
+        if unit.code == CITY_UNIT:
+            reason = f"'{CITY_UNIT}' is reserved for experts who assess the government as a whole"
+            issues.append(Issue(field=f"units[{i}].code", reason=reason))
         seen.add(unit.code)
     if issues:
         raise UnitsError(path, issues)
