@@ -28,7 +28,7 @@ from core.units import Unit, UnitRegistry, UnitsError, load_units
 from tests.conftest import SECRET
 from tests.fake_bot_api import FakeBotApi
 from tests.fake_whatsapp_api import FakeWhatsAppApi
-from tests.survey_driver import Clock, Respondent
+from tests.survey_driver import Clock, Respondent, answer_all
 from tests.test_fieldwork_cli import cli, run
 from tests.test_fieldwork_engine import invite
 from tests.whatsapp_driver import WhatsAppUser, running_whatsapp
@@ -43,20 +43,8 @@ EXPERT_SCREENING = ["Akademisi", "Ya"]
 
 
 async def finish(r: Respondent) -> None:
-    """Answer every question (the first option, a number or a word) and send."""
-    for _ in range(100):
-        if "Pertanyaan" not in r.text:
-            break
-        labels = r.labels()
-        if any("Selesai" in label for label in labels):
-            await r.press_nth(0)
-            await r.press("Selesai")
-        elif "angka" in r.text:
-            await r.type("3")
-        elif labels and not labels[0].startswith("⬅️"):
-            await r.press_nth(0)
-        else:
-            await r.type("jawaban")
+    """Answer every question through the shared walker, and send."""
+    await answer_all(r)
     await r.press("Kirim")
     assert "Terima kasih" in r.text, r.text
 
@@ -255,20 +243,7 @@ async def test_an_expert_chooses_the_city_on_telegram(tmp_path: Path) -> None:
         await user.press("🏙️ " + CITY, expect="peran profesional")
         await user.press("Akademisi")
         await user.press("Ya", expect="Pertanyaan 1 dari")
-        for _ in range(100):
-            text = user.screen().text or ""
-            if "Pertanyaan" not in text:
-                break
-            labels = user.labels()
-            if any("Selesai" in label for label in labels):
-                await user.press(labels[0])
-                await user.press("Selesai")
-            elif "angka" in text:
-                await user.send("3")
-            elif labels and not labels[0].startswith("⬅️"):
-                await user.press(labels[0])
-            else:
-                await user.send("jawaban")
+        await user.answer_all()
         assert CITY in (user.screen().text or "")  # the review names the city
         await user.press("Kirim", expect="Terima kasih")
     storage = await Storage.open(db_path)
