@@ -49,8 +49,9 @@ LABELS = (
     "Kadang-kadang",
     "Sering",
     "Sangat sering",
-    "Tidak tahu / tidak menjawab",
-)
+    "Tidak tahu",
+    "Tidak ingin menjawab",
+)  # the questionnaire's frekuensi scale since version 2 (seven options, as most questions)
 
 
 def screen(step: int) -> tuple[str, InlineKeyboardMarkup]:
