@@ -351,7 +351,15 @@ def sender_of(application: AnyApplication) -> BroadcastSender | None:
     return found
 
 
-async def create_reminder(svc: Services, occurrence: Occurrence, now: dt.datetime) -> int | None:
+def reminder_key(occurrence: Occurrence, channel: str = CHANNEL) -> str:
+    """One broadcast per reminder and channel: each channel's sender claims only its own
+    rows. Telegram's keep the plain key they always had."""
+    return occurrence.key if channel == CHANNEL else f"{occurrence.key}/{channel}"
+
+
+async def create_reminder(
+    svc: Services, occurrence: Occurrence, now: dt.datetime, channel: str = CHANNEL
+) -> int | None:
     """The reminder's broadcast and deliveries; None if it already exists (its key is UNIQUE)."""
     rules = ReminderRules.from_settings(svc.settings)
     texts = reminder_texts(occurrence.kind, svc.settings.survey_period, rules)
@@ -359,11 +367,11 @@ async def create_reminder(svc: Services, occurrence: Occurrence, now: dt.datetim
         broadcast_id = await bc.create_broadcast(
             tx,
             kind="reminder",
-            key=occurrence.key,
+            key=reminder_key(occurrence, channel),
             message_key=occurrence.kind,
             texts=texts,
             audience=occurrence.audience,
-            channels=(CHANNEL,),
+            channels=(channel,),
             now=now,
             progress=svc.progress,
             button=RESUME_TOKEN,
@@ -372,7 +380,7 @@ async def create_reminder(svc: Services, occurrence: Occurrence, now: dt.datetim
     if broadcast_id is not None and recipients is not None:
         log.info(
             "reminder %s created: broadcast %d, %d recipients",
-            occurrence.key,
+            reminder_key(occurrence, channel),
             broadcast_id,
             recipients.total,
         )

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from bot.jobs import MAX_ATTEMPTS, RESUME_TOKEN, Pacer, backoff
+from bot import jobs
+from bot.jobs import MAX_ATTEMPTS, Pacer, backoff
 from bot.services import Services
 from bot.whatsapp.api import (
     OUTSIDE_WINDOW,
@@ -50,7 +51,7 @@ from core import broadcast as bc
 from core.events import Button
 from core.i18n import gettext_for
 from core.model import utcnow
-from core.reminders import Occurrence, ReminderRules, due_and_upcoming, reminder_texts
+from core.reminders import Occurrence, ReminderRules, due_and_upcoming
 
 log = logging.getLogger(__name__)
 
@@ -267,25 +268,11 @@ class WhatsAppSender:
 # -- reminders -----------------------------------------------------------------------
 def reminder_key(occurrence: Occurrence) -> str:
     """Its own broadcast per channel: the Telegram sender never claims these rows."""
-    return f"{occurrence.key}/{CHANNEL}"
+    return jobs.reminder_key(occurrence, CHANNEL)
 
 
 async def create_reminder(svc: Services, occurrence: Occurrence, now: dt.datetime) -> int | None:
-    rules = ReminderRules.from_settings(svc.settings)
-    texts = reminder_texts(occurrence.kind, svc.settings.survey_period, rules)
-    async with svc.storage.transaction() as tx:
-        return await bc.create_broadcast(
-            tx,
-            kind="reminder",
-            key=reminder_key(occurrence),
-            message_key=occurrence.kind,
-            texts=texts,
-            audience=occurrence.audience,
-            channels=(CHANNEL,),
-            now=now,
-            progress=svc.progress,
-            button=RESUME_TOKEN,
-        )
+    return await jobs.create_reminder(svc, occurrence, now, CHANNEL)
 
 
 async def run_reminders(svc: Services, sender: WhatsAppSender, clock: Clock = utcnow) -> None:
