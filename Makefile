@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-## run: the Telegram bot if TELEGRAM_BOT_TOKEN is set, else the survey in this terminal
+## run: the bot (Telegram and/or WhatsApp) when configured, else the survey in this terminal
 run: install
 	$(BIN)/python -m bot
 
