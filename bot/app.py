@@ -24,7 +24,7 @@ from telegram.ext import (
 from bot.admin_handlers import DESK_KEY, NEW_PRIVATE, add_admin_handlers
 from bot.broadcast_handlers import add_broadcast_handlers, start_reminders
 from bot.flood import FloodGuard
-from bot.handlers import add_survey_handlers, on_id, survey_button_handler
+from bot.handlers import add_survey_handlers, on_id
 from bot.http import AiohttpRequest
 from bot.jobs import stop as stop_sender
 from bot.processor import PerUserUpdateProcessor
@@ -110,9 +110,7 @@ def build_application(svc: Services) -> Application:  # type: ignore[type-arg]
         secret_key=svc.secret_key,
     )
     application.add_handler(TypeHandler(Update, FloodGuard(settings.incoming_per_minute)), group=-1)
-    # Survey buttons first (the commonest update; no other handler matches them), then
-    # all the rest before the survey's catch-all handlers: in a group the first match wins.
-    application.add_handler(survey_button_handler())
+    # All before the survey's catch-all handlers: in a group the first match wins.
     application.add_handler(CommandHandler("id", on_id, filters=NEW_PRIVATE))
     add_admin_handlers(application)
     add_broadcast_handlers(application)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import re
 
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType, ParseMode
@@ -36,10 +35,6 @@ from core.i18n import N_, gettext_for
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
-# The engine's buttons ("<screen>|<action>|<arg>", "-|<action>|<arg>" for global ones) never
-# start like the desk's ("adm|") or the broadcasts' ("bc|"), so their handler can come first
-# and a press skips the check of every command handler registered before the survey's.
-SURVEY_BUTTON = re.compile(r"^(-|\d{1,9})\|")
 PRIVATE = filters.ChatType.PRIVATE
 FOREIGN_BUTTON = N_("This button belongs to someone else's chat.")
 
@@ -239,11 +234,6 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         await context.bot.send_message(update.effective_chat.id, text)
     except (Forbidden, TelegramError) as exc:
         log.warning("could not apologise: %s", exc)
-
-
-def survey_button_handler() -> CallbackQueryHandler:  # type: ignore[type-arg]
-    """The survey's own buttons; register it before any other handler of its group."""
-    return CallbackQueryHandler(on_button, pattern=SURVEY_BUTTON)
 
 
 def add_survey_handlers(application: Application) -> None:  # type: ignore[type-arg]
