@@ -56,7 +56,6 @@ class UnitRegistry:
         self._haystacks = {
             u.code: " | ".join(normalise(t) for t in [u.code, u.name, *u.aliases]) for u in units
         }
-        self._codes = [(normalise(u.code), u) for u in units]  # normalised once, not per search
 
     def __len__(self) -> int:
         return len(self.units)
@@ -69,8 +68,7 @@ class UnitRegistry:
         words = normalise(query).split()
         if not words:
             return []
-        typed = " ".join(words)
-        exact = [u for code, u in self._codes if code == typed]
+        exact = [u for u in self.units if normalise(u.code) == " ".join(words)]
         if exact:
             return exact
         return [u for u in self.units if all(w in self._haystacks[u.code] for w in words)]
