@@ -17,7 +17,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.keyboards import inline_keyboard
+from bot.keyboards import keyboard_payload
 from bot.services import Services, services_of
 from core.events import (
     Choice,
@@ -68,7 +68,7 @@ async def send_replies(
 ) -> None:
     """Send replies in order; the first edit-reply replaces the pressed message."""
     for reply in replies:
-        markup = inline_keyboard(reply.buttons)
+        markup = keyboard_payload(reply.buttons)
         if reply.edit and pressed is not None:
             target, pressed = pressed, None
             try:

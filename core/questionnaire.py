@@ -227,6 +227,8 @@ class Questionnaire(_Model):
 
     def model_post_init(self, context: object, /) -> None:
         self._index: dict[str, Question] | None = None
+        self._groups_of: tuple[int, int] | None = None
+        self._by_group: dict[str, tuple[Question, ...]] = {}
         self._editions: dict[str, Questionnaire] = {}
 
     def edition(self, label: str) -> Questionnaire:
@@ -241,8 +243,16 @@ class Questionnaire(_Model):
             return self
         return self._editions.get(label or f"{self.period}/1", self)
 
-    def questions_for(self, group: str) -> list[Question]:
-        return [q for q in self.questions if group in q.groups]
+    def questions_for(self, group: str) -> tuple[Question, ...]:
+        """A group's questions in file order; built once per group (every press asks)."""
+        key = (id(self.questions), len(self.questions))
+        if self._groups_of != key:
+            self._groups_of = key
+            self._by_group = {}
+        found = self._by_group.get(group)
+        if found is None:
+            found = self._by_group[group] = tuple(q for q in self.questions if group in q.groups)
+        return found
 
     def _by_id(self) -> dict[str, Question]:
         """Built once: `/skor` looks questions up many times."""
