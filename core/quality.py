@@ -237,17 +237,9 @@ def parse_flags(text: str) -> set[str]:
 
 async def flag_counts(tx: Transaction, period: str, unit: str | None) -> dict[str, int]:
     """How many completed responses carry each data-quality flag."""
-    sql = (
-        "SELECT flags FROM responses INDEXED BY responses_flagged "
-        "WHERE period = ? AND status = 'completed' AND flags != ''"
-    )
-    params: list[object] = [period]
-    if unit is not None:
-        sql += " AND unit_code = ?"
-        params.append(unit)
     counts: dict[str, int] = {}
-    for row in await tx.fetchall(sql, params):
-        for flag in parse_flags(str(row["flags"])):
+    for response in await flagged_responses(tx, period, unit):
+        for flag in response.flags:
             counts[flag] = counts.get(flag, 0) + 1
     return counts
 
