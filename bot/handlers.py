@@ -7,7 +7,7 @@ import html
 import logging
 
 from telegram import CallbackQuery, Message, Update
-from telegram.constants import ChatType, ParseMode
+from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
     Application,
@@ -18,6 +18,7 @@ from telegram.ext import (
 )
 
 from bot.keyboards import keyboard_payload
+from bot.screens import answer_press, edit_screen, send_screen
 from bot.services import Services, services_of
 from core.events import (
     Choice,
@@ -72,21 +73,13 @@ async def send_replies(
         if reply.edit and pressed is not None:
             target, pressed = pressed, None
             try:
-                await context.bot.edit_message_text(
-                    reply.text,
-                    chat_id=chat_id,
-                    message_id=target.message_id,
-                    reply_markup=markup,
-                    parse_mode=ParseMode.HTML,
-                )
+                await edit_screen(context.bot, chat_id, target.message_id, reply.text, markup)
                 continue
             except BadRequest as exc:
                 if "not modified" in str(exc).lower():
                     continue
                 log.info("edit failed (%s); sending a new message", exc)
-        await context.bot.send_message(
-            chat_id, reply.text, reply_markup=markup, parse_mode=ParseMode.HTML
-        )
+        await send_screen(context.bot, chat_id, reply.text, markup)
 
 
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -129,11 +122,11 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if not pressed_in_own_chat(query):
         locale = await user_locale(update, context)
-        await _answer_alert(query, FOREIGN_BUTTON, locale)
+        await _answer_alert(context, query, FOREIGN_BUTTON, locale)
         return
     outcome = await dispatch(update, context, Choice(token=query.data or ""))
     await asyncio.gather(
-        _answer(query, outcome.notice),
+        _answer(context, query, outcome.notice),
         send_replies(context, message.chat_id, outcome.replies, pressed=message),
     )
 
@@ -147,9 +140,11 @@ def pressed_in_own_chat(query: CallbackQuery) -> bool:
     return query.from_user.id == message.chat.id
 
 
-async def _answer_alert(query: CallbackQuery, msgid: str, locale: str) -> None:
+async def _answer_alert(
+    context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery, msgid: str, locale: str
+) -> None:
     try:
-        await query.answer(gettext_for(locale).gettext(msgid), show_alert=True)
+        await answer_press(context.bot, query.id, gettext_for(locale).gettext(msgid), alert=True)
     except BadRequest as exc:
         log.info("callback answer failed: %s", exc)
 
@@ -167,9 +162,11 @@ async def on_id(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
 
 
-async def _answer(query: CallbackQuery, notice: str | None) -> None:
+async def _answer(
+    context: ContextTypes.DEFAULT_TYPE, query: CallbackQuery, notice: str | None
+) -> None:
     try:
-        await query.answer(notice)
+        await answer_press(context.bot, query.id, notice)
     except BadRequest as exc:  # too old to answer: the press itself was still handled
         log.info("callback answer failed: %s", exc)
 
