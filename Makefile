@@ -40,6 +40,7 @@ bench: install-test
 	$(BIN)/python bench/skor.py
 	$(BIN)/python bench/broadcast.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/screens.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
