@@ -39,8 +39,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
 from core.storage import Storage
-from tests.bot_process import start_bot
-from tests.fake_bot_api import ApiCall, FakeBotApi
+from tests.support.bot_process import start_bot
+from tests.support.fake_bot_api import ApiCall, FakeBotApi
 
 CAP = 30.0
 ADMIN = 424242

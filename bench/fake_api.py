@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.paths import TOKEN
-from tests.fake_bot_api import FakeBotApi, JSONDict
+from tests.support.fake_bot_api import FakeBotApi, JSONDict
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Why: a flag that marks honest respondents costs their answers (when flagged
 responses are excluded) and the admins' time; one that misses coaching lets a
 unit buy its band. docs/QUALITY.md records the figures printed here.
 
-1. Simulated populations (tests/quality_sim.py, seeded): honest, speeding and
+1. Simulated populations (tests/support/quality_sim.py, seeded): honest, speeding and
    coached respondents in a shuffled stream, flagged as record_completion does.
    Printed: the false-positive rate on the honest (any flag) and the catch rate
    of the speeder flag on speeders and of the straight-lining flag on the coached.
@@ -33,7 +33,7 @@ from core.config import PROJECT_ROOT
 from core.quality import FLAG_SPEEDER, FLAG_STRAIGHT, BurstWatch
 from core.questionnaire import Questionnaire, load_questionnaire
 from core.storage import Storage, Transaction
-from tests.quality_sim import burst_days, simulate
+from tests.support.quality_sim import burst_days, simulate
 
 MOMENT = dt.datetime(2025, 6, 2, 1, 0, tzinfo=dt.UTC)
 POPULATION = {"honest": 2000, "speeding": 400, "coached": 400}

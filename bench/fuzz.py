@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.telegram_driver import TelegramUser
+from tests.support.telegram_driver import TelegramUser
 from tests.test_fuzz import (
     PROBE,
     VICTIM,

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 import aiohttp
 
 from core.config import PROJECT_ROOT
-from tests import walker
-from tests.fake_whatsapp_api import FakeWhatsAppApi, Sent
+from tests.support import walker
+from tests.support.fake_whatsapp_api import FakeWhatsAppApi, Sent
 
 SECRET = "bench-secret-key-0123456789abcdef0123456789abcdef"
 VERIFY = "bench-verify-token"

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 
 from bench.paths import PROJECT_ROOT, SECRET
-from tests.bot_process import bot_env as test_bot_env
-from tests.fake_bot_api import FakeBotApi
+from tests.support.bot_process import bot_env as test_bot_env
+from tests.support.fake_bot_api import FakeBotApi
 
 
 def bot_env(api: FakeBotApi, db_path: Path, **extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from core.engine import Engine
 from core.questionnaire import Questionnaire, load_questionnaire
 from core.storage import Storage
 from core.units import UnitRegistry, load_units
-from tests.survey_driver import Clock
+from tests.support.survey_driver import Clock
 
 SECRET = b"test-secret-key-that-is-long-enough-0123456789"
 QUESTIONNAIRE_PATH = PROJECT_ROOT / "surveys" / "spi.toml"

@@ -30,10 +30,10 @@ from core.config import PROJECT_ROOT, Settings
 from core.identity import pseudonym
 from core.model import utcnow
 from core.storage import Storage
-from tests.bot_process import bot_env
 from tests.conftest import SECRET
-from tests.fake_bot_api import ApiCall, FakeBotApi
-from tests.telegram_driver import TelegramUser, settings_for
+from tests.support.bot_process import bot_env
+from tests.support.fake_bot_api import ApiCall, FakeBotApi
+from tests.support.telegram_driver import TelegramUser, settings_for
 
 JAKARTA_OFFSET = dt.timedelta(hours=7)
 PERIOD = "2025"

@@ -22,8 +22,8 @@ from core.config import Settings
 from core.i18n import gettext_for
 from core.model import utcnow
 from tests.conftest import SECRET
-from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import running_bot, settings_for
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.telegram_driver import running_bot, settings_for
 
 ADMIN, OFFICIAL, STRANGER = 910001, 910002, 910003
 ENGLISH = 1000  # the same roles, 1000 higher, with English as their language

@@ -22,11 +22,11 @@ from packaging.utils import canonicalize_name
 
 from core.config import PROJECT_ROOT
 from core.identity import pseudonym
-from tests import walker
-from tests.bot_process import bot_env, start_bot
 from tests.conftest import SECRET
-from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import TelegramUser, start_as_service_user
+from tests.support import walker
+from tests.support.bot_process import bot_env, start_bot
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.telegram_driver import TelegramUser, start_as_service_user
 
 DEPLOY = PROJECT_ROOT / "docs" / "DEPLOY.md"
 RESPONDENTS = [88100000 + n for n in range(10)]

@@ -19,7 +19,7 @@ from core.questionnaire import Questionnaire
 from core.storage import Storage
 from core.units import UnitRegistry
 from tests.conftest import SECRET
-from tests.survey_driver import Clock
+from tests.support.survey_driver import Clock
 from tests.test_scoring import EKSTERNAL, take_survey
 
 ADMIN, OFFICIAL, STRANGER = 1, 2, 3

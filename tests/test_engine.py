@@ -11,8 +11,8 @@ from core.questionnaire import Questionnaire
 from core.storage import Storage
 from core.units import UnitRegistry
 from tests.conftest import SECRET
-from tests.survey_driver import Clock, Respondent, answer_all, start_as
-from tests.walker import answer_one
+from tests.support.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.support.walker import answer_one
 
 EKSTERNAL = ("Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"])
 INTERNAL = ("Pegawai unit", ["Ya, ASN", "Lebih dari 2 tahun"])

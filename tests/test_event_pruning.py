@@ -9,8 +9,8 @@ from bot.app import build_application
 from bot.jobs import _CLOCK_KEY, PRUNE_JOB, prune_processed_events
 from bot.services import EVENT_MEMORY, open_services
 from core.storage import Storage
-from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import settings_for
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.telegram_driver import settings_for
 
 T0 = dt.datetime(2025, 6, 10, 2, 0, tzinfo=dt.UTC)
 

@@ -26,16 +26,16 @@ from core.scoring import CITY_UNIT
 from core.storage import Storage
 from core.units import Unit, UnitRegistry, UnitsError, load_units
 from tests.conftest import SECRET
-from tests.fake_bot_api import FakeBotApi
-from tests.fake_whatsapp_api import FakeWhatsAppApi
-from tests.survey_driver import Clock, Respondent, answer_all
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.fake_whatsapp_api import FakeWhatsAppApi
+from tests.support.survey_driver import Clock, Respondent, answer_all
+from tests.support.whatsapp_driver import WhatsAppUser, running_whatsapp
+from tests.support.whatsapp_driver import settings_for as whatsapp_settings
 from tests.test_fieldwork_cli import cli, run
 from tests.test_fieldwork_engine import invite
-from tests.whatsapp_driver import WhatsAppUser, running_whatsapp
-from tests.whatsapp_driver import settings_for as whatsapp_settings
 
 __all__ = ["cli"]  # the command-line fixture: settings from the environment
-from tests.telegram_driver import TelegramUser, running_bot, settings_for
+from tests.support.telegram_driver import TelegramUser, running_bot, settings_for
 from tests.test_fieldwork_wiring import publish_rows
 
 CITY = "Pemerintah Kota Semarang secara keseluruhan"

@@ -28,7 +28,7 @@ from core.questionnaire import Questionnaire
 from core.scoring import K_ANONYMITY, score_unit
 from core.storage import Storage
 from core.units import UnitRegistry
-from tests.survey_driver import Clock
+from tests.support.survey_driver import Clock
 from tests.test_export_privacy import close_period
 from tests.test_scoring import EKSPER, EKSTERNAL, INTERNAL, audit, take_survey
 

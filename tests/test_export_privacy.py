@@ -39,9 +39,9 @@ from core.scoring import K_ANONYMITY
 from core.storage import Storage
 from core.units import UnitRegistry
 from tests.conftest import SECRET
-from tests.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.support.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.support.walker import Step, cycling
 from tests.test_scoring import CODES, EKSPER, EKSTERNAL
-from tests.walker import Step, cycling
 
 ASN = ("Pegawai unit", ["Ya, ASN", "Lebih dari 2 tahun"])
 NON_ASN = ("Pegawai unit", ["Ya, pegawai non-ASN", "Lebih dari 2 tahun"])

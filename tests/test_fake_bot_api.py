@@ -23,7 +23,7 @@ from telegram.ext import (
     ContextTypes,
 )
 
-from tests.fake_bot_api import FakeBotApi
+from tests.support.fake_bot_api import FakeBotApi
 
 TOKEN = "123456:TEST"
 USER = 1001
@@ -256,7 +256,7 @@ async def test_runs_as_a_process() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fake_bot_api",
+        "tests.support.fake_bot_api",
         "--port",
         "0",
         cwd=root,

@@ -22,9 +22,14 @@ from core.questionnaire import Questionnaire
 from core.storage import Storage
 from core.units import UnitRegistry
 from tests.conftest import SECRET
-from tests.fake_bot_api import BotMessage, FakeBotApi
-from tests.survey_driver import Clock, Respondent, answer_all, start_as
-from tests.telegram_driver import TelegramUser, running_bot, settings_for, start_as_service_user
+from tests.support.fake_bot_api import BotMessage, FakeBotApi
+from tests.support.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.support.telegram_driver import (
+    TelegramUser,
+    running_bot,
+    settings_for,
+    start_as_service_user,
+)
 
 EXTERNAL_SCREENING = ["Ya, pernah", "Saya urus sendiri"]
 

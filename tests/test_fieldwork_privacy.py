@@ -17,7 +17,7 @@ from core.engine import Engine
 from core.invitations import issue, personal_token
 from core.storage import Storage
 from tests.conftest import SECRET
-from tests.survey_driver import Respondent, answer_all
+from tests.support.survey_driver import Respondent, answer_all
 
 PEOPLE = 8
 INTERNAL_SCREENING = ["Ya, ASN", "Lebih dari 2 tahun"]

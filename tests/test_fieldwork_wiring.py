@@ -33,9 +33,14 @@ from core.scoring import (
 from core.storage import Storage
 from core.units import Unit, UnitRegistry
 from tests.conftest import QUESTIONNAIRE_PATH, SECRET
-from tests.fake_bot_api import FakeBotApi
-from tests.survey_driver import Clock, Respondent, answer_all, start_as
-from tests.telegram_driver import TelegramUser, running_bot, settings_for, start_as_service_user
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.support.telegram_driver import (
+    TelegramUser,
+    running_bot,
+    settings_for,
+    start_as_service_user,
+)
 
 ADMIN = 910001
 STRANGER = 910003

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import (
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.telegram_driver import (
     TelegramUser,
     running_bot,
     settings_for,

@@ -19,7 +19,7 @@ from core.migrations import MIGRATIONS, UNLINKABLE_SINCE
 from core.retention import close_period, purge_due
 from core.storage import Storage
 from tests.conftest import SECRET
-from tests.survey_driver import Respondent, answer_all, start_as
+from tests.support.survey_driver import Respondent, answer_all, start_as
 
 EKSTERNAL = ("Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"])
 

@@ -42,7 +42,7 @@ from core.quality import (
 from core.questionnaire import Question, Questionnaire
 from core.storage import Storage
 from tests.conftest import SECRET
-from tests.quality_sim import burst_days, coached, simulate, walk
+from tests.support.quality_sim import burst_days, coached, simulate, walk
 
 MOMENT = dt.datetime(2025, 6, 2, 1, 0, tzinfo=dt.UTC)
 

@@ -21,7 +21,7 @@ from core.questionnaire import (
 )
 from core.scoring import item_score
 from core.units import UnitRegistry, UnitsError, load_units
-from tests.survey_driver import Respondent, answer_all, start_as
+from tests.support.survey_driver import Respondent, answer_all, start_as
 
 MINIMAL = """
 period = "2025"

@@ -7,9 +7,9 @@ import signal
 import sqlite3
 from pathlib import Path
 
-from tests.bot_process import start_bot
-from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import TelegramUser, start_as_service_user
+from tests.support.bot_process import start_bot
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.telegram_driver import TelegramUser, start_as_service_user
 
 USER = 66602345
 

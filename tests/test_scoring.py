@@ -62,8 +62,8 @@ from core.scoring import (
 from core.storage import Storage
 from core.units import Unit, UnitRegistry
 from tests.conftest import SECRET
-from tests.survey_driver import Clock, Respondent, answer_all, start_as
-from tests.walker import cycling
+from tests.support.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.support.walker import cycling
 
 TINY = """
 period = "2025"

@@ -16,7 +16,7 @@ from telegram.error import BadRequest, Forbidden
 
 from bot.http import AiohttpRequest
 from bot.screens import answer_press, edit_screen, send_screen
-from tests.fake_bot_api import FakeBotApi
+from tests.support.fake_bot_api import FakeBotApi
 
 TOKEN = "123456:TEST"
 USER = 1001

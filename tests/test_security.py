@@ -19,9 +19,9 @@ from core.config import PROJECT_ROOT, SettingsError, load_settings
 from core.engine import Engine
 from core.storage import Storage, StorageError
 from tests.conftest import SECRET
-from tests.fake_bot_api import FakeBotApi
-from tests.survey_driver import Clock
-from tests.telegram_driver import running_bot, settings_for
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.survey_driver import Clock
+from tests.support.telegram_driver import running_bot, settings_for
 
 ADMIN_COMMANDS = ["/peringkat", "/rekap", "/undang dinkes", "/pejabat", "/koreksi dinkes 2 x",
                   "/tambah_admin 5", "/ekspor", "/skor dinkes", "/siaran halo",
@@ -157,7 +157,7 @@ async def test_webhook_checks_the_secret_token(tmp_path: Path) -> None:
     import urllib.error
     import urllib.request
 
-    from tests.bot_process import start_bot
+    from tests.support.bot_process import start_bot
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -11,8 +11,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import (
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.telegram_driver import (
     TelegramUser,
     running_bot,
     settings_for,

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from core.config import PROJECT_ROOT, SettingsError, load_settings
-from tests.bot_process import start_bot
 from tests.conftest import QUESTIONNAIRE_PATH, SECRET
-from tests.fake_bot_api import FakeBotApi
-from tests.telegram_driver import TelegramUser, start_as_service_user
-from tests.walker import Step, never_or_first
+from tests.support.bot_process import start_bot
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.telegram_driver import TelegramUser, start_as_service_user
+from tests.support.walker import Step, never_or_first
 
 TOKEN = "4242424242:AAH-not_a_real-token-0123456789abcdef"
 

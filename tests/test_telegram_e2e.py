@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_bot_api import BotMessage, FakeBotApi
-from tests.telegram_driver import (
+from tests.support.fake_bot_api import BotMessage, FakeBotApi
+from tests.support.telegram_driver import (
     TelegramUser,
     running_bot,
     settings_for,
     start_as_service_user,
 )
-from tests.walker import answer_one
+from tests.support.walker import answer_one
 
 USER = 55501234
 

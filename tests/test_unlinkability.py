@@ -32,7 +32,7 @@ from core.questionnaire import Questionnaire
 from core.storage import Storage
 from core.units import UnitRegistry
 from tests.conftest import SECRET
-from tests.survey_driver import Clock, Respondent, answer_all, start_as
+from tests.support.survey_driver import Clock, Respondent, answer_all, start_as
 
 RESPONDENTS = 60
 DAYS = 4

@@ -10,8 +10,8 @@ import pytest
 
 from core.engine import Engine
 from core.questionnaire import Questionnaire
-from tests.survey_driver import Respondent, answer_all, start_as
-from tests.walker import TYPED_ANSWER, Screen, cycling, find, submit
+from tests.support.survey_driver import Respondent, answer_all, start_as
+from tests.support.walker import TYPED_ANSWER, Screen, cycling, find, submit
 
 EKSTERNAL = ("Pengguna layanan", ["Ya, pernah", "Saya urus sendiri"])
 FREQUENCY = ("tidak_pernah", "jarang", "kadang", "sering", "sgt_sering", "tt")

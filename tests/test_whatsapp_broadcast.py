@@ -16,8 +16,8 @@ from bot.whatsapp.runner import WhatsAppRuntime
 from bot.whatsapp.sender import NO_TEMPLATE_REASON, OUTSIDE_WINDOW_REASON
 from core import broadcast as bc
 from core.model import iso, utcnow
-from tests.fake_whatsapp_api import FakeWhatsAppApi
-from tests.whatsapp_driver import WhatsAppUser, running_whatsapp, settings_for
+from tests.support.fake_whatsapp_api import FakeWhatsAppApi
+from tests.support.whatsapp_driver import WhatsAppUser, running_whatsapp, settings_for
 
 WA_ID = "6289876543210"
 TEMPLATE = "spi_pengingat"

@@ -28,12 +28,12 @@ from core.migrations import MIGRATIONS
 from core.model import iso, utcnow
 from core.storage import Storage
 from tests.conftest import SECRET
-from tests.fake_bot_api import FakeBotApi
-from tests.fake_whatsapp_api import FakeWhatsAppApi
-from tests.telegram_driver import TelegramUser, running_bot
-from tests.telegram_driver import settings_for as telegram_settings
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.fake_whatsapp_api import FakeWhatsAppApi
+from tests.support.telegram_driver import TelegramUser, running_bot
+from tests.support.telegram_driver import settings_for as telegram_settings
+from tests.support.whatsapp_driver import WhatsAppUser, running_whatsapp, settings_for, start_survey
 from tests.test_broadcast import PAST_WINDOW, broadcast_bot, rows
-from tests.whatsapp_driver import WhatsAppUser, running_whatsapp, settings_for, start_survey
 
 TG_ADMIN = 910001  # a Telegram admin (ADMIN_IDS)
 TG_OFFICIAL = 910002  # a Telegram official of dinkes

@@ -23,12 +23,12 @@ import pytest
 
 from bot.whatsapp.webhook import MAX_BODY
 from core.config import PROJECT_ROOT
-from tests.bot_process import start_bot
 from tests.conftest import SECRET
-from tests.fake_bot_api import FakeBotApi
-from tests.fake_whatsapp_api import FakeWhatsAppApi
-from tests.telegram_driver import TelegramUser
-from tests.whatsapp_driver import (
+from tests.support.bot_process import start_bot
+from tests.support.fake_bot_api import FakeBotApi
+from tests.support.fake_whatsapp_api import FakeWhatsAppApi
+from tests.support.telegram_driver import TelegramUser
+from tests.support.whatsapp_driver import (
     VERIFY_TOKEN,
     WhatsAppUser,
     running_whatsapp,

@@ -17,8 +17,8 @@ from bot.whatsapp.render import (
 from core.engine import Engine
 from core.events import Button, Reply
 from core.questionnaire import LocalizedText, Questionnaire
-from tests.fake_whatsapp_api import CloudApiRefusal, error_body, validate
-from tests.survey_driver import Respondent
+from tests.support.fake_whatsapp_api import CloudApiRefusal, error_body, validate
+from tests.support.survey_driver import Respondent
 
 WORDS = Words.for_locale("id")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from bot.app import build_application
 from bot.services import Services, open_services
 from core.config import Settings, load_settings
-from tests import walker
 from tests.conftest import SECRET
-from tests.fake_bot_api import BotMessage, FakeBotApi
+from tests.support import walker
+from tests.support.fake_bot_api import BotMessage, FakeBotApi
 
 
 def settings_for(api: FakeBotApi, db_path: Path, **extra: object) -> Settings:
@@ -123,7 +123,7 @@ class TelegramUser:
         return [label for label, _ in FakeBotApi.buttons(self.screen())]
 
     async def answer_all(self, choose: walker.Choose = walker.never_or_first) -> int:
-        """Answer every question up to the review screen (see tests.walker)."""
+        """Answer every question up to the review screen (see tests.support.walker)."""
         return await walker.answer_all(self, choose)
 
 

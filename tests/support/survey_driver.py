@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from core.engine import Engine
 from core.events import Button, Choice, Command, Event, Incoming, Outcome, Reply, Sender, Text
-from tests import walker
+from tests.support import walker
 
 
 class Clock:
@@ -101,5 +101,5 @@ async def start_as(r: Respondent, group_label: str, screening: list[str], unit_q
 
 
 async def answer_all(r: Respondent, choose: walker.Choose = walker.never_or_first) -> int:
-    """Answer every question up to the review screen (see tests.walker)."""
+    """Answer every question up to the review screen (see tests.support.walker)."""
     return await walker.answer_all(r, choose)

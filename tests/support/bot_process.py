@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.config import PROJECT_ROOT
 from tests.conftest import SECRET
-from tests.fake_bot_api import FakeBotApi
+from tests.support.fake_bot_api import FakeBotApi
 
 
 def bot_env(api: FakeBotApi, db_path: Path, **extra: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ inspects what the bot sent through :attr:`FakeBotApi.calls` and the per-chat mes
 
 It can also run as its own process for benchmarks::
 
-    python -m tests.fake_bot_api --port 8081 --latency 0.05 --rate-limit 30
+    python -m tests.support.fake_bot_api --port 8081 --latency 0.05 --rate-limit 30
 
 in which case a small JSON control API under ``/_control/...`` replaces the Python helpers.
 """
@@ -1240,7 +1240,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: ``python -m tests.fake_bot_api --port 8081``."""
+    """Command-line entry point: ``python -m tests.support.fake_bot_api --port 8081``."""
     parser = argparse.ArgumentParser(description="Fake Telegram Bot API server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)

@@ -9,9 +9,9 @@ from pathlib import Path
 from bot.services import open_services
 from bot.whatsapp.runner import WhatsAppRuntime
 from core.config import Settings, load_settings
-from tests import walker
 from tests.conftest import SECRET
-from tests.fake_whatsapp_api import FakeWhatsAppApi, Sent
+from tests.support import walker
+from tests.support.fake_whatsapp_api import FakeWhatsAppApi, Sent
 
 VERIFY_TOKEN = "wa-verify-token-0123"
 
@@ -120,7 +120,7 @@ class WhatsAppUser:
             )
 
     async def answer_all(self, choose: walker.Choose = walker.never_or_first) -> int:
-        """Answer every question up to the review screen (see tests.walker)."""
+        """Answer every question up to the review screen (see tests.support.walker)."""
         return await walker.answer_all(self, choose)
 
 
