@@ -56,6 +56,7 @@ from core.aggregates import (
     FLAG_BURST,
     FLAG_SPEEDER,
     FLAG_STRAIGHT,
+    active_corrections,
     flag_counts,
     load_unit_aggregate,
 )
@@ -63,6 +64,7 @@ from core.fieldwork import completed_counts
 from core.invitations import response_rates
 from core.model import AnswerValue, utcnow
 from core.population import populations, target_sample
+from core.publish import load_published_aggregate
 from core.questionnaire import Question, Questionnaire
 from core.redaction import redact
 from core.retention import is_closed
@@ -71,6 +73,7 @@ from core.scoring import (
     K_ANONYMITY,
     Band,
     GroupFrame,
+    UnitAggregate,
     group_index,
     item_score,
     score_unit,
@@ -243,7 +246,7 @@ async def export_rows(
     if actor is not None:
         await record_export(tx, actor, now or utcnow(), period, fmt, microdata, open_period)
     units_table, dimensions_table = await _score_tables(
-        tx, questionnaire, units, period, k, margin
+        tx, questionnaire, units, period, k, margin, published=not microdata
     )
     data = ExportData(
         period=period,
@@ -268,11 +271,20 @@ async def _score_tables(
     period: str,
     k: int,
     margin: float | None,
+    *,
+    published: bool = False,
 ) -> tuple[Table, Table]:
     """Unit scores and group dimension means; figures of fewer than k people stay empty.
 
     Per group also the fieldwork: completed responses, target, population and the
-    personal invitations used / sent (the response rate)."""
+    personal invitations used / sent (the response rate).
+
+    ``published``: the figures as `/skor` shows them (core/publish.py), for an open
+    period exported without its answers. Live tallies move with every response, so
+    two such exports would give the one person who answered in between by
+    subtraction; published ones move only after k informative changes. With answer
+    rows in the file (a closed period, or ``--open-period``) the sheets are live, so
+    that they recompute from those rows."""
     frame = await populations(tx, period)
     done = await completed_counts(tx, period)
     rates = {(r.unit, r.group): r for r in await response_rates(tx, period)}
@@ -289,10 +301,17 @@ async def _score_tables(
     city_name = f"{units.government} secara keseluruhan"  # experts rating the whole city
     unit_codes = [u.code for u in units.units] + sorted(set(completed) - set(names))
 
-    city = await load_unit_aggregate(tx, period, CITY_UNIT)
+    async def load(unit: str) -> UnitAggregate:
+        if not published:
+            return await load_unit_aggregate(tx, period, unit)
+        aggregate = await load_published_aggregate(tx, period, unit)
+        aggregate.reasons = [c.reason for c in await active_corrections(tx, period, unit)]
+        return aggregate
+
+    city = await load(CITY_UNIT)
     scored = []
     for code in unit_codes:
-        aggregate = await load_unit_aggregate(tx, period, code)
+        aggregate = await load(code)
         scored.append((code, aggregate, await flag_counts(tx, period, code)))
     seen_flags = {flag for _, _, counts in scored for flag in counts}
     flag_names = [*KNOWN_FLAGS, *sorted(seen_flags - set(KNOWN_FLAGS))]

@@ -316,6 +316,85 @@ async def test_answers_of_an_open_period_only_when_asked_for_and_audited(
     assert json.loads(logged[0]["detail"])["open_period"] is True
 
 
+SCORE_COLUMNS = ("index", "corrected", "ci_low", "ci_high", "band", "n_total")
+
+
+def unit_scores(data: ExportData, unit: str) -> dict[str, object]:
+    row = next(r for r in records(data.units) if r["unit_code"] == unit)
+    return {c: v for c, v in row.items() if c in SCORE_COLUMNS or c.startswith(("n_", "index_"))}
+
+
+Tallies = dict[tuple[object, object], tuple[int, float]]
+
+
+def dimension_tallies(data: ExportData, unit: str) -> Tallies:
+    """(group, dimension) → (n, mean) of every mean the sheet shows for ``unit``."""
+    return {
+        (r["group"], r["dimension"]): (int(str(r["n"])), float(str(r["mean"])))
+        for r in records(data.dimensions)
+        if r["unit_code"] == unit and r["mean"] is not None
+    }
+
+
+def subtract(before: Tallies, after: Tallies) -> dict[tuple[object, object], float]:
+    """The reader's attack: the sum after minus the sum before, where one person was added."""
+    return {
+        key: n * mean - before[key][0] * before[key][1]
+        for key, (n, mean) in after.items()
+        if key in before and n == before[key][0] + 1
+    }
+
+
+async def test_score_sheets_of_an_open_period_do_not_give_one_newcomer_by_subtraction(
+    engine: Engine,
+    clock: Clock,
+    storage: Storage,
+    questionnaire: Questionnaire,
+    units: UnitRegistry,
+) -> None:
+    """An export of an open period without answers shows what `/skor` shows.
+
+    The reader holds two such exports and knows who answered in between. The live
+    tallies (an export with answer rows has them) give that person's dimension means
+    exactly; the exported figures do not move at all.
+    """
+    for i in range(5):
+        await respond(engine, clock, f"ex{i}", EKSTERNAL, "inspektorat", shift=i)
+    before = await export(storage, questionnaire, units)
+    live_before = await export(storage, questionnaire, units, open_period=True)
+    await respond(engine, clock, "newcomer", EKSTERNAL, "inspektorat", shift=5)
+    after = await export(storage, questionnaire, units)
+    live_after = await export(storage, questionnaire, units, open_period=True)
+
+    # The attack works on live figures: the newcomer's own dimension means, exactly.
+    known = {fingerprint(rows) for rows in by_response(records(live_before.answers)).values()}
+    (newcomer,) = [
+        rows
+        for rows in by_response(records(live_after.answers)).values()
+        if fingerprint(rows) not in known
+    ]
+    own: dict[str, list[float]] = {}
+    for row in newcomer:
+        if row["dimension"] and row["item_score"] is not None:
+            own.setdefault(str(row["dimension"]), []).append(float(str(row["item_score"])))
+    live = subtract(
+        dimension_tallies(live_before, "inspektorat"), dimension_tallies(live_after, "inspektorat")
+    )
+    recovered = {dim: value for (group, dim), value in live.items() if group == "eksternal"}
+    assert recovered and recovered == pytest.approx(
+        {dim: sum(v) / len(v) for dim, v in own.items() if dim in recovered}
+    )
+
+    # The export without answers: nothing to subtract.
+    assert before.answers is None and after.answers is None
+    assert unit_scores(after, "inspektorat") == unit_scores(before, "inspektorat")
+    assert dimension_tallies(after, "inspektorat") == dimension_tallies(before, "inspektorat")
+    assert not subtract(
+        dimension_tallies(before, "inspektorat"), dimension_tallies(after, "inspektorat")
+    )
+    assert unit_scores(after, "inspektorat")["index"] is not None  # figures are shown
+
+
 @pytest.mark.parametrize(
     ("text", "expected", "masked"),
     [
