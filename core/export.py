@@ -100,6 +100,7 @@ DURATION_BUCKETS: tuple[tuple[int | None, str], ...] = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _WIDTH_SAMPLE = 500  # rows looked at to size columns
 _DAY, _MONTH, _DURATION, _FLAGS = "completed_on", "completed_month", "duration", "flags"
+_EDITION = "edition"
 _RANGE = ":range"
 # Upper bounds and labels of the ranges a number answer falls back to.
 NUMBER_RANGES: tuple[tuple[int | None, str], ...] = (
@@ -133,6 +134,11 @@ ANSWER_COLUMNS = (
         + f"; {SUPPRESSED} where they would set a response apart",
     ),
     ("counted", "1 if the response counts in the scores, 0 if excluded as flagged"),
+    (
+        "edition",
+        "Questionnaire edition the response was answered on: its question and option "
+        f"rows carry the same edition; {SUPPRESSED} where it would set a response apart",
+    ),
     ("question_id", "Question (see the question and screening rows)"),
     ("dimension", "Dimension the item scores in; empty for unscored items"),
     (
@@ -440,6 +446,7 @@ class _Response:
     flags: str
     counted: int
     version: str = ""  # the questionnaire version it was answered on
+    edition: str = ""  # that version's label, "" (before versions were kept) resolved
     answers: dict[str, AnswerValue] = field(default_factory=dict)
 
 
@@ -538,6 +545,7 @@ def _hashable(value: object) -> object:
 def _record(response: _Response, conditional: list[str], profile: list[str]) -> dict[str, object]:
     day = response.completed_on
     record: dict[str, object] = {
+        _EDITION: response.edition,
         _DAY: day,
         _MONTH: day[:7] if day else None,
         _DURATION: duration_bucket(response.duration_seconds),
@@ -622,8 +630,11 @@ def _cell_blocks(
     order += extra
     conditional = [q.id for q in questionnaire.questions_for(group) if _is_conditional(q)]
     profile = [q for q in order if is_profile_item(questionnaire, q)]
+    for member in members:
+        member.edition = questionnaire.edition(member.version).version_label
     records = [_record(m, conditional, profile) for m in members]
     attributes = [
+        [_EDITION],
         *([f"has:{q}"] for q in conditional),
         [_DAY, _MONTH],
         [_DURATION],
@@ -658,6 +669,7 @@ def _cell_blocks(
                     _plain(shown[_DURATION]),
                     _plain(shown[_FLAGS]),
                     member.counted,
+                    _plain(shown[_EDITION]),
                     question_id,
                     question.dimension if question else None,
                     cell,
@@ -679,6 +691,7 @@ def _plain(value: object) -> Cell:
 
 # -- codebook and audit ----------------------------------------------------
 CODEBOOK_COLUMNS = [
+    "edition",
     "kind",
     "code",
     "groups",
@@ -702,8 +715,21 @@ def _code_row(kind: str, code: str, **cells: Cell) -> list[Cell]:
 
 
 def codebook(questionnaire: Questionnaire) -> Table:
-    """Groups, dimensions, bands, every question and option, and the answer columns,
-    so the file reads without the questionnaire file."""
+    """Groups, dimensions, bands, every question and option of every edition, and the
+    answer columns, so the file reads without the questionnaire file.
+
+    Editions reuse question ids with other options and scores, so every row but the
+    answer columns names its edition, as the answer rows do."""
+    rows: list[list[Cell]] = []
+    for edition in questionnaire.editions():
+        label = edition.version_label
+        rows.extend([label, *row[1:]] for row in _edition_rows(edition))
+    for name, meaning in ANSWER_COLUMNS:
+        rows.append(_code_row("column", name, text_en=meaning))
+    return Table(title="Buku kode", slug="buku_kode", columns=CODEBOOK_COLUMNS, rows=rows)
+
+
+def _edition_rows(questionnaire: Questionnaire) -> list[list[Cell]]:
     rows: list[list[Cell]] = []
     for group in questionnaire.groups:
         rows.append(
@@ -784,9 +810,7 @@ def codebook(questionnaire: Questionnaire) -> Table:
                     score=option.score,
                 )
             )
-    for name, meaning in ANSWER_COLUMNS:
-        rows.append(_code_row("column", name, text_en=meaning))
-    return Table(title="Buku kode", slug="buku_kode", columns=CODEBOOK_COLUMNS, rows=rows)
+    return rows
 
 
 def _release_note(questionnaire: Questionnaire, question_id: str) -> str:

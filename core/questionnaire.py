@@ -243,6 +243,10 @@ class Questionnaire(_Model):
             return self
         return self._editions.get(label or f"{self.period}/1", self)
 
+    def editions(self) -> list[Questionnaire]:
+        """This edition first, then the archived ones, oldest first."""
+        return [self, *(self._editions[label] for label in sorted(self._editions))]
+
     def questions_for(self, group: str) -> tuple[Question, ...]:
         """A group's questions in file order; built once per group (every press asks)."""
         key = (id(self.questions), len(self.questions))

@@ -6,6 +6,7 @@ What the export must not reveal is attacked in tests/test_export_privacy.py.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -13,6 +14,8 @@ import pwd
 import stat
 import subprocess
 import sys
+import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,10 +23,10 @@ from openpyxl import load_workbook
 
 from bot.chart import dimension_chart
 from bot.export_cli import export_command
-from core.aggregates import add_correction, load_unit_aggregate
+from core.aggregates import BurstWatch, add_correction, load_unit_aggregate, record_completion
 from core.config import PROJECT_ROOT, load_settings
 from core.engine import Engine
-from core.export import ExportData, Table, export_rows, write_csv, write_xlsx
+from core.export import SUPPRESSED, ExportData, Table, export_rows, write_csv, write_xlsx
 from core.questionnaire import Questionnaire
 from core.scoring import K_ANONYMITY, score_unit
 from core.storage import Storage
@@ -334,28 +337,43 @@ async def test_every_export_is_in_the_audit_log_and_its_sheet(
     assert audit_rows[0]["detail"] == "dinkes 2.25 pengarahan"
 
 
+def decode_with_codebook(
+    book: list[dict[str, object]], answers: list[dict[str, object]]
+) -> list[dict[str, object]]:
+    """Look every answer up in the codebook by edition, question and option code, as an
+    auditor without the questionnaire file would; the option rows each score used."""
+    options = {
+        (r["edition"], r["code"], r["option_code"]): r
+        for r in book
+        if r["kind"] in ("question", "screening") and r["option_code"] is not None
+    }
+    questions = {
+        (r["edition"], r["code"]): r for r in book if r["kind"] in ("question", "screening")
+    }
+    used = []
+    for row in answers:
+        entry = questions[(row["edition"], row["question_id"])]
+        assert entry["text_id"] and entry["text_en"]
+        assert entry["dimension"] == row["dimension"]
+        if row["item_score"] is not None:
+            option = options[(row["edition"], row["question_id"], row["value"])]
+            assert option["score"] == row["item_score"], (row, option)
+            assert option["option_id"] and option["option_en"]
+            used.append(option)
+    return used
+
+
 async def test_the_codebook_alone_scores_and_labels_every_answer(
     filled: Storage, questionnaire: Questionnaire, units: UnitRegistry, tmp_path: Path
 ) -> None:
     out = tmp_path / "e.xlsx"
     write_xlsx(await collect(filled, questionnaire, units), out)
     book = sheet_rows(out, "Buku kode")
-    options = {
-        (r["code"], r["option_code"]): r
-        for r in book
-        if r["kind"] in ("question", "screening") and r["option_code"] is not None
-    }
-    questions = {r["code"]: r for r in book if r["kind"] in ("question", "screening")}
     answers = sheet_rows(out, "Jawaban")
-    assert answers
-    for row in answers:
-        entry = questions[row["question_id"]]
-        assert entry["text_id"] and entry["text_en"]
-        assert entry["dimension"] == row["dimension"]
-        if row["item_score"] is not None:
-            option = options[(row["question_id"], row["value"])]
-            assert option["score"] == row["item_score"]
-            assert option["option_id"] and option["option_en"]
+    assert answers and {r["edition"] for r in answers} == {questionnaire.version_label}
+    options = decode_with_codebook(book, answers)
+    current = [r for r in book if r["edition"] == questionnaire.version_label]
+    book = [r for r in book if r["edition"] in (questionnaire.version_label, None)]
     assert {r["code"] for r in book if r["kind"] == "dimension"} == {
         d.code for d in questionnaire.dimensions
     }
@@ -367,4 +385,57 @@ async def test_the_codebook_alone_scores_and_labels_every_answer(
         "waspada": 73.0,
         "riskan": 0.0,
     }
-    assert "ragu" in {code for (_, code) in options}  # every option, answered or not
+    assert "ragu" in {r["option_code"] for r in current}  # every option, answered or not
+    assert options
+
+
+async def answered_on(
+    storage: Storage, questionnaire: Questionnaire, edition: str, value: str, count: int
+) -> None:
+    """``count`` staff of Dinas Kesehatan answering `in_balasan` on ``edition``."""
+    for _ in range(count):
+        async with storage.transaction() as tx:
+            response = await tx.create_response(
+                uuid.uuid4().hex,
+                "2025",
+                "internal",
+                "dinkes",
+                "telegram",
+                questionnaire_version=edition,
+            )
+            await tx.put_answer(response, "in_balasan", value)
+            await tx.complete_response(response, dt.date(2025, 6, 3), 900)
+            await record_completion(
+                tx, questionnaire, response, 900, dt.datetime.now(dt.UTC), BurstWatch()
+            )
+
+
+async def test_answers_of_two_editions_decode_with_their_own_codebook_rows(
+    storage: Storage, questionnaire: Questionnaire, units: UnitRegistry, tmp_path: Path
+) -> None:
+    """Version 2 kept `in_balasan` but made it a statement: "jarang" (75 on version 1)
+    exists only in version 1's rows, and "setuju" only in version 2's."""
+    await answered_on(storage, questionnaire, "2025/1", "jarang", K_ANONYMITY)
+    await answered_on(storage, questionnaire, questionnaire.version_label, "setuju", K_ANONYMITY)
+    await close_period(storage, "2025")
+    out = tmp_path / "e.xlsx"
+    write_xlsx(await collect(storage, questionnaire, units), out)
+    answers = sheet_rows(out, "Jawaban")
+    used = decode_with_codebook(sheet_rows(out, "Buku kode"), answers)
+    assert (
+        sorted((r["edition"], r["option_code"], r["score"]) for r in used)
+        == [("2025/1", "jarang", 75.0)] * K_ANONYMITY + [("2025/2", "setuju", 25.0)] * K_ANONYMITY
+    )
+
+
+async def test_a_lone_response_of_another_edition_does_not_show_its_edition(
+    storage: Storage, questionnaire: Questionnaire, units: UnitRegistry
+) -> None:
+    await answered_on(storage, questionnaire, "2025/1", "jarang", 1)
+    await answered_on(storage, questionnaire, questionnaire.version_label, "setuju", K_ANONYMITY)
+    await close_period(storage, "2025")
+    data = await collect(storage, questionnaire, units)
+    assert data.answers is not None
+    editions = Counter(row[data.answers.columns.index("edition")] for row in data.answers.rows)
+    assert editions[SUPPRESSED] >= 1 and "2025/1" not in editions
+    assert all(n >= K_ANONYMITY for n in editions.values())
