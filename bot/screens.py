@@ -25,29 +25,27 @@ async def _call(bot: Bot, method: str, payload: dict[str, object]) -> None:
     await _request(bot).post_json(f"{bot.base_url}/{method}", payload)
 
 
-async def edit_screen(
-    bot: Bot, chat_id: int, message_id: int, text: str, keyboard: Keyboard | None
-) -> None:
+def _screen(chat_id: int, text: str, keyboard: Keyboard | None) -> dict[str, object]:
     payload: dict[str, object] = {
         "chat_id": chat_id,
-        "message_id": message_id,
         "text": text,
         "parse_mode": ParseMode.HTML.value,
     }
     if keyboard is not None:
         payload["reply_markup"] = keyboard
+    return payload
+
+
+async def edit_screen(
+    bot: Bot, chat_id: int, message_id: int, text: str, keyboard: Keyboard | None
+) -> None:
+    payload = _screen(chat_id, text, keyboard)
+    payload["message_id"] = message_id
     await _call(bot, "editMessageText", payload)
 
 
 async def send_screen(bot: Bot, chat_id: int, text: str, keyboard: Keyboard | None) -> None:
-    payload: dict[str, object] = {
-        "chat_id": chat_id,
-        "text": text,
-        "parse_mode": ParseMode.HTML.value,
-    }
-    if keyboard is not None:
-        payload["reply_markup"] = keyboard
-    await _call(bot, "sendMessage", payload)
+    await _call(bot, "sendMessage", _screen(chat_id, text, keyboard))
 
 
 async def answer_press(

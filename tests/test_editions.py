@@ -33,6 +33,31 @@ def test_the_archived_edition_is_loaded_beside_the_current_one(
     assert old.option("jarang") is not None and new.option("jarang") is None
 
 
+async def answered_on(
+    storage: Storage, questionnaire: Questionnaire, edition: str, value: str, count: int = 1
+) -> list[int]:
+    """``count`` completed responses of Dinas Kesehatan staff answering only
+    `in_balasan` = ``value`` on ``edition``, through the path "Kirim" takes."""
+    responses = []
+    for _ in range(count):
+        async with storage.transaction() as tx:
+            response = await tx.create_response(
+                uuid.uuid4().hex,
+                "2025",
+                "internal",
+                "dinkes",
+                "telegram",
+                questionnaire_version=edition,
+            )
+            await tx.put_answer(response, "in_balasan", value)
+            await tx.complete_response(response, DAY, 900)
+            await record_completion(
+                tx, questionnaire, response, 900, dt.datetime.now(dt.UTC), BurstWatch()
+            )
+        responses.append(response)
+    return responses
+
+
 async def item_total(storage: Storage, question_id: str) -> tuple[int, float]:
     async with storage.transaction() as tx:
         row = await tx.fetchone(
@@ -44,20 +69,7 @@ async def item_total(storage: Storage, question_id: str) -> tuple[int, float]:
 async def test_a_version_1_response_keeps_its_version_1_scores(
     questionnaire: Questionnaire, storage: Storage
 ) -> None:
-    async with storage.transaction() as tx:
-        response = await tx.create_response(
-            uuid.uuid4().hex,
-            "2025",
-            "internal",
-            "dinkes",
-            "telegram",
-            questionnaire_version=V1,
-        )
-        await tx.put_answer(response, "in_balasan", "jarang")
-        await tx.complete_response(response, DAY, 900)
-        await record_completion(
-            tx, questionnaire, response, 900, dt.datetime.now(dt.UTC), BurstWatch()
-        )
+    (response,) = await answered_on(storage, questionnaire, V1, "jarang")
     assert await item_total(storage, "in_balasan") == (1, 75.0)
     async with storage.transaction() as tx:
         scores = await tx.fetchall(

@@ -6,7 +6,6 @@ What the export must not reveal is attacked in tests/test_export_privacy.py.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 import os
@@ -14,7 +13,6 @@ import pwd
 import stat
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from openpyxl import load_workbook
 
 from bot.chart import dimension_chart
 from bot.export_cli import export_command
-from core.aggregates import BurstWatch, add_correction, load_unit_aggregate, record_completion
+from core.aggregates import add_correction, load_unit_aggregate
 from core.config import PROJECT_ROOT, load_settings
 from core.engine import Engine
 from core.export import SUPPRESSED, ExportData, Table, export_rows, write_csv, write_xlsx
@@ -32,6 +30,7 @@ from core.scoring import K_ANONYMITY, score_unit
 from core.storage import Storage
 from core.units import UnitRegistry
 from tests.support.survey_driver import Clock
+from tests.test_editions import answered_on
 from tests.test_export_privacy import close_period
 from tests.test_scoring import EKSPER, EKSTERNAL, INTERNAL, audit, take_survey
 
@@ -387,27 +386,6 @@ async def test_the_codebook_alone_scores_and_labels_every_answer(
     }
     assert "ragu" in {r["option_code"] for r in current}  # every option, answered or not
     assert options
-
-
-async def answered_on(
-    storage: Storage, questionnaire: Questionnaire, edition: str, value: str, count: int
-) -> None:
-    """``count`` staff of Dinas Kesehatan answering `in_balasan` on ``edition``."""
-    for _ in range(count):
-        async with storage.transaction() as tx:
-            response = await tx.create_response(
-                uuid.uuid4().hex,
-                "2025",
-                "internal",
-                "dinkes",
-                "telegram",
-                questionnaire_version=edition,
-            )
-            await tx.put_answer(response, "in_balasan", value)
-            await tx.complete_response(response, dt.date(2025, 6, 3), 900)
-            await record_completion(
-                tx, questionnaire, response, 900, dt.datetime.now(dt.UTC), BurstWatch()
-            )
 
 
 async def test_answers_of_two_editions_decode_with_their_own_codebook_rows(
