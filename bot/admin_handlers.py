@@ -25,7 +25,7 @@ from telegram import CallbackQuery, Message, Update
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
-from bot import render
+from bot import desk_buttons, render
 from bot.handlers import CHANNEL, pressed_in_own_chat
 from bot.keyboards import inline_keyboard
 from bot.render import Rendered
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 DESK_KEY = "desk"  # where the Telegram application keeps its Desk
 NEW_PRIVATE = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
 _ARGS = re.compile(r"^/\S+\s?(.*)$", re.DOTALL)
-_BUTTON = re.compile(r"^adm\|(rank|prog|rev|rvi|rma)\|(w?)([0-9]{1,18})$")  # w: WhatsApp's
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -259,23 +258,21 @@ async def on_admin_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         view = await desk.role(caller)
         await answer_query(query, render.foreign_button(view.locale))
         return
-    match = _BUTTON.match(query.data or "")
-    if match is None:
+    button = desk_buttons.parse(query.data or "")
+    if button is None:
         view = await desk.role(caller)
         await answer_query(query, render.refusal(Refused("button_unknown", view.locale), "admin"))
         return
-    action, number = match.group(1), int(match.group(3))
-    channel = "whatsapp" if match.group(2) else CHANNEL
-    if action in ("rank", "prog"):
+    if button.action in ("rank", "prog"):
         rendered: Rendered
-        if action == "rank":
-            ranking = await desk.ranking(caller, number + 1)
+        if button.action == "rank":
+            ranking = await desk.ranking(caller, button.number + 1)
             if isinstance(ranking, Refused):
                 await answer_query(query, render.refusal(ranking, "peringkat"))
                 return
             rendered = render.ranking(ranking, desk.questionnaire)
         else:
-            table = await desk.progress(caller, number + 1)
+            table = await desk.progress(caller, button.number + 1)
             if isinstance(table, Refused):
                 await answer_query(query, render.refusal(table, "progres"))
                 return
@@ -290,13 +287,7 @@ async def on_admin_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
             except BadRequest as exc:  # e.g. "message is not modified"
                 log.info("could not edit the ranking: %s", exc)
         return
-    result: d.Done | Refused
-    if action == "rev":
-        result = await desk.revoke_official(caller, number, channel)
-    elif action == "rma":
-        result = await desk.remove_admin(caller, number, channel)
-    else:
-        result = await desk.revoke_invite(caller, number)
+    result = await desk_buttons.revoke(desk, caller, button)
     if isinstance(result, Refused):
         await answer_query(query, render.refusal(result, "admin"))
     else:

@@ -16,6 +16,7 @@ from gettext import NullTranslations
 from babel.dates import format_date, format_datetime, format_time
 from babel.numbers import format_decimal
 
+from bot.desk_buttons import button_id
 from core import desk as d
 from core.aggregates import Correction, CorrectionCategory
 from core.broadcast import MAX_TEXT_LENGTH
@@ -314,11 +315,6 @@ def official_list(view: d.OfficialList) -> Rendered:
 def account(user_id: int, channel: str) -> str:
     """A Telegram user id as it is; a WhatsApp number marked so, never mistaken for one."""
     return f"WA +{user_id}" if channel == "whatsapp" else str(user_id)
-
-
-def button_id(user_id: int, channel: str) -> str:
-    """An account in a button's data: a WhatsApp number is prefixed with ``w``."""
-    return f"w{user_id}" if channel == "whatsapp" else str(user_id)
 
 
 def done(view: d.Done) -> Rendered:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from bot import render
+from bot import desk_buttons, render
 from bot.render import Rendered
 from core import desk as d
 from core.desk import Caller, Desk, Refused
@@ -63,7 +63,6 @@ CONFIGURED_ADMIN = N_(
     "{number} is an admin through the WHATSAPP_ADMIN_NUMBERS setting; remove them there."
 )
 _CODE = re.compile(r"<code>(.*?)</code>", re.DOTALL)
-_BUTTON = re.compile(r"^adm\|(rank|rev|rvi|rma)\|(w?)([0-9]{1,18})$")  # as on Telegram
 T = TypeVar("T")
 
 
@@ -148,26 +147,18 @@ class WhatsAppDesk:
             return None
         caller = Caller(CHANNEL, int(wa_id), event_id)
         desk = self.desk
-        match = _BUTTON.match(token)
-        if match is None:
+        button = desk_buttons.parse(token)
+        if button is None or button.action == "prog":  # progress is paged on Telegram only
             view = await desk.role(caller)
             refused = Refused("button_unknown", view.locale)
             return await self._claimed(caller, self._reply("admin", refused, render.done))
-        action, number = match.group(1), int(match.group(3))
-        channel = CHANNEL if match.group(2) else "telegram"
-        if action == "rank":
-            ranking = await desk.ranking(caller, number + 1)
+        if button.action == "rank":
+            ranking = await desk.ranking(caller, button.number + 1)
             page = self._reply(
                 "peringkat", ranking, lambda v: render.ranking(v, desk.questionnaire)
             )
             return await self._claimed(caller, page)
-        result: d.Done | Refused
-        if action == "rev":
-            result = await desk.revoke_official(caller, number, channel)
-        elif action == "rma":
-            result = await desk.remove_admin(caller, number, channel)
-        else:
-            result = await desk.revoke_invite(caller, number)
+        result = await desk_buttons.revoke(desk, caller, button)
         return self._reply("admin", result, render.done)
 
     async def _claimed(self, caller: Caller, reply: DeskReply) -> DeskReply:
