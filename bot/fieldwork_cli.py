@@ -66,8 +66,7 @@ def _unit_and_group(
 ) -> tuple[Unit, str] | str:
     code, chosen = unit.strip().lower(), questionnaire.group(group)
     if code == CITY_UNIT and chosen is not None and chosen.city_level:  # experts, per city
-        city = Unit(code=CITY_UNIT, name=f"{units.government} secara keseluruhan", kind="kota")
-        return city, group
+        return units.city, group
     found = units.get(code)
     if found is None:
         return f"unknown unit code '{unit}' (see the units file for the codes)"

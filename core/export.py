@@ -304,7 +304,6 @@ async def _score_tables(
         )
     }
     names = {u.code: u.name for u in units.units}
-    city_name = f"{units.government} secara keseluruhan"  # experts rating the whole city
     unit_codes = [u.code for u in units.units] + sorted(set(completed) - set(names))
 
     async def load(unit: str) -> UnitAggregate:
@@ -343,7 +342,7 @@ async def _score_tables(
             [
                 period,
                 code,
-                names.get(code, city_name if code == CITY_UNIT else ""),
+                names.get(code, units.city.name if code == CITY_UNIT else ""),
                 *[g.n if g else 0 for g in groups],
                 score.n,
                 n_completed - n_counted,

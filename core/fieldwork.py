@@ -13,7 +13,7 @@ from core.population import populations, target_sample
 from core.questionnaire import Questionnaire
 from core.scoring import CITY_UNIT
 from core.storage import Transaction
-from core.units import UnitRegistry
+from core.units import Unit, UnitRegistry
 
 
 @dataclass(frozen=True)
@@ -72,41 +72,23 @@ async def progress(
     frame = await populations(tx, period)
     counts = await completed_counts(tx, period, sampled_only)
     rates = {(r.unit, r.group): r for r in await response_rates(tx, period)}
-    rows: list[Progress] = []
-    for unit in units.units:
-        for group in questionnaire.groups:
-            key = (unit.code, group.code)
-            population = frame.get(key)
-            rate = rates.get(key)
-            rows.append(
-                Progress(
-                    unit=unit.code,
-                    unit_name=unit.name,
-                    group=group.code,
-                    responses=counts.get(key, 0),
-                    target=target_for(questionnaire, group.code, population, margin),
-                    population=population,
-                    sent=rate.sent if rate else 0,
-                    used=rate.used if rate else 0,
-                )
-            )
-    for group in questionnaire.groups:  # experts who rate the government as a whole
-        if group.city_level:
-            key = (CITY_UNIT, group.code)
-            population = frame.get(key)
-            rate = rates.get(key)
-            rows.append(
-                Progress(
-                    unit=CITY_UNIT,
-                    unit_name=f"{units.government} secara keseluruhan",
-                    group=group.code,
-                    responses=counts.get(key, 0),
-                    target=target_for(questionnaire, group.code, population, margin),
-                    population=population,
-                    sent=rate.sent if rate else 0,
-                    used=rate.used if rate else 0,
-                )
-            )
+
+    def row(unit: Unit, group: str) -> Progress:
+        population, rate = frame.get((unit.code, group)), rates.get((unit.code, group))
+        return Progress(
+            unit=unit.code,
+            unit_name=unit.name,
+            group=group,
+            responses=counts.get((unit.code, group), 0),
+            target=target_for(questionnaire, group, population, margin),
+            population=population,
+            sent=rate.sent if rate else 0,
+            used=rate.used if rate else 0,
+        )
+
+    rows = [row(unit, group.code) for unit in units.units for group in questionnaire.groups]
+    # experts who rate the government as a whole
+    rows += [row(units.city, g.code) for g in questionnaire.groups if g.city_level]
     order = {CITY_UNIT: -1} | {u.code: i for i, u in enumerate(units.units)}
     groups: dict[str, int] = {g.code: i for i, g in enumerate(questionnaire.groups)}
     rows.sort(key=lambda r: (r.share, -r.shortfall, order[r.unit], groups[r.group]))

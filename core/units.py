@@ -60,6 +60,11 @@ class UnitRegistry:
     def __len__(self) -> int:
         return len(self.units)
 
+    @property
+    def city(self) -> Unit:
+        """What experts who rate the government as a whole assess (``CITY_UNIT``)."""
+        return Unit(code=CITY_UNIT, name=f"{self.government} secara keseluruhan", kind="kota")
+
     def get(self, code: str) -> Unit | None:
         return self._by_code.get(code)
 
