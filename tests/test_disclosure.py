@@ -10,7 +10,6 @@ score to within that step.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from collections.abc import Mapping
 from contextlib import closing
@@ -27,7 +26,7 @@ from core.report import UnitReport, render_unit
 from core.scoring import K_ANONYMITY, UnitScore
 from core.storage import Storage, Transaction, _statements
 from core.units import Unit
-from tests.test_scoring import complete
+from tests.support.responses import complete
 
 STEP = 25.0
 UNIT = Unit(code="dinkes", name="Dinas Kesehatan", kind="dinas")
@@ -120,8 +119,6 @@ dimension = "pbj"
 text = { id = "Butir p2", en = "Item p2" }
 """
 
-MOMENT = dt.datetime(2025, 6, 2, 1, 0, tzinfo=dt.UTC)
-
 
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory: pytest.TempPathFactory) -> Questionnaire:
@@ -139,7 +136,7 @@ def answers(**scores: float | None) -> dict[str, AnswerValue]:
 
 
 async def submit(storage: Storage, survey: Questionnaire, given: Mapping[str, AnswerValue]) -> int:
-    return await complete(storage, survey, UNIT.code, "internal", given, MOMENT)
+    return await complete(storage, survey, "internal", given, unit=UNIT.code)
 
 
 async def official_reads(storage: Storage, survey: Questionnaire) -> UnitScore:
@@ -322,8 +319,8 @@ async def test_the_city_index_pools_published_tallies_only(
 ) -> None:
     for unit, level in (("dinkes", 100.0), ("disdik", 50.0)):
         for _ in range(5):
-            await complete(storage, survey, unit, "internal", answers(t1=level, i1=level), MOMENT)
-    await complete(storage, survey, "disdik", "internal", answers(t1=0.0, i1=0.0), MOMENT)
+            await complete(storage, survey, "internal", answers(t1=level, i1=level), unit=unit)
+    await complete(storage, survey, "internal", answers(t1=0.0, i1=0.0), unit="disdik")
     async with storage.transaction() as tx:
         city = await published_city_index(tx, survey, survey.period, ["dinkes", "disdik"])
         scores = await published_unit_scores(tx, survey, survey.period, ["dinkes", "disdik"])

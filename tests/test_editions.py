@@ -8,15 +8,12 @@ cleared later and its contribution is added back.
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-
-from core.aggregates import BurstWatch, apply_response, record_completion
+from core.aggregates import apply_response
 from core.questionnaire import Questionnaire
 from core.storage import Storage
+from tests.support.responses import complete
 
 V1 = "2025/1"
-DAY = dt.date(2025, 6, 3)
 
 
 def test_the_archived_edition_is_loaded_beside_the_current_one(
@@ -37,25 +34,13 @@ async def answered_on(
     storage: Storage, questionnaire: Questionnaire, edition: str, value: str, count: int = 1
 ) -> list[int]:
     """``count`` completed responses of Dinas Kesehatan staff answering only
-    `in_balasan` = ``value`` on ``edition``, through the path "Kirim" takes."""
-    responses = []
-    for _ in range(count):
-        async with storage.transaction() as tx:
-            response = await tx.create_response(
-                uuid.uuid4().hex,
-                "2025",
-                "internal",
-                "dinkes",
-                "telegram",
-                questionnaire_version=edition,
-            )
-            await tx.put_answer(response, "in_balasan", value)
-            await tx.complete_response(response, DAY, 900)
-            await record_completion(
-                tx, questionnaire, response, 900, dt.datetime.now(dt.UTC), BurstWatch()
-            )
-        responses.append(response)
-    return responses
+    `in_balasan` = ``value`` on ``edition``."""
+    return [
+        await complete(
+            storage, questionnaire, "internal", {"in_balasan": value}, 900, version=edition
+        )
+        for _ in range(count)
+    ]
 
 
 async def item_total(storage: Storage, question_id: str) -> tuple[int, float]:

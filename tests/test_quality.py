@@ -9,7 +9,6 @@ import random
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
@@ -20,7 +19,6 @@ from core.aggregates import (
     ReviewError,
     apply_response,
     load_unit_aggregate,
-    record_completion,
     review_flag,
 )
 from core.config import PROJECT_ROOT
@@ -43,32 +41,7 @@ from core.questionnaire import Question, Questionnaire
 from core.storage import Storage
 from tests.conftest import SECRET
 from tests.support.quality_sim import burst_days, coached, simulate, walk
-
-MOMENT = dt.datetime(2025, 6, 2, 1, 0, tzinfo=dt.UTC)
-
-
-async def complete(
-    storage: Storage,
-    questionnaire: Questionnaire,
-    group: str,
-    answers: Mapping[str, AnswerValue],
-    seconds: int | None = 600,
-    when: dt.datetime = MOMENT,
-    bursts: BurstWatch | None = None,
-    unit: str = "dinkes",
-) -> int:
-    """A completed response through the production path (record_completion)."""
-    async with storage.transaction() as tx:
-        response_id = await tx.create_response(
-            uuid.uuid4().hex, questionnaire.period, group, unit, "test"
-        )
-        for qid, value in answers.items():
-            await tx.put_answer(response_id, qid, value)
-        await tx.complete_response(response_id, when.date(), seconds)
-        await record_completion(
-            tx, questionnaire, response_id, seconds, when, bursts or BurstWatch()
-        )
-    return response_id
+from tests.support.responses import MOMENT, complete
 
 
 def flags_of(db_path: Path, response_id: int) -> set[str]:

@@ -12,7 +12,6 @@ import json
 import math
 import random
 import sqlite3
-import uuid
 from collections.abc import Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -24,12 +23,10 @@ from scipy.stats import t as student_t
 from core.aggregates import (
     FLAG_SPEEDER,
     FLAG_STRAIGHT,
-    BurstWatch,
     add_correction,
     apply_response,
     flag_counts,
     load_unit_aggregate,
-    record_completion,
 )
 from core.engine import Engine
 from core.model import AnswerValue
@@ -62,6 +59,7 @@ from core.scoring import (
 from core.storage import Storage
 from core.units import Unit, UnitRegistry
 from tests.conftest import SECRET
+from tests.support.responses import complete
 from tests.support.survey_driver import Clock, Respondent, answer_all, start_as
 from tests.support.walker import cycling
 
@@ -640,35 +638,10 @@ WORKED_EXAMPLE: list[tuple[str, tuple[float | None, float | None, float | None]]
 ]
 
 
-async def complete(
-    storage: Storage,
-    questionnaire: Questionnaire,
-    unit: str,
-    group: str,
-    answers: Mapping[str, AnswerValue],
-    completed: dt.datetime,
-    seconds: float = 600.0,
-) -> int:
-    """A completed response through the production path (record_completion)."""
-    async with storage.transaction() as tx:
-        response_id = await tx.create_response(
-            uuid.uuid4().hex, questionnaire.period, group, unit, "test"
-        )
-        for qid, value in answers.items():
-            await tx.put_answer(response_id, qid, value)
-        await tx.complete_response(response_id, completed.date(), int(seconds))
-        await record_completion(
-            tx, questionnaire, response_id, int(seconds), completed, BurstWatch()
-        )
-    return response_id
-
-
 async def test_worked_example_of_the_docs(tiny: Questionnaire, storage: Storage) -> None:
     moment = dt.datetime(2025, 6, 2, 1, 0, tzinfo=dt.UTC)
     for i, (group, scores) in enumerate(WORKED_EXAMPLE):
-        await complete(
-            storage, tiny, "dinkes", group, codes(*scores), moment + dt.timedelta(hours=i)
-        )
+        await complete(storage, tiny, group, codes(*scores), when=moment + dt.timedelta(hours=i))
     async with storage.transaction() as tx:
         await add_correction(tx, "2025", "dinkes", 5.0, "contoh", moment)
         aggregate = await load_unit_aggregate(tx, "2025", "dinkes")
