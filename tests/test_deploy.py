@@ -12,7 +12,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from core.config import PROJECT_ROOT
 from core.identity import pseudonym
 from tests.conftest import SECRET
 from tests.support import walker
-from tests.support.bot_process import bot_env, start_bot
+from tests.support.bot_process import bot_env, run_cli, start_bot
 from tests.support.fake_bot_api import FakeBotApi
 from tests.support.telegram_driver import TelegramUser, start_as_service_user
 
@@ -73,15 +72,7 @@ def backup_command(
     api: FakeBotApi, db_path: Path, target: Path
 ) -> subprocess.CompletedProcess[str]:
     """`spi-bot backup FILE`, as the cron line in docs/DEPLOY.md runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "backup", str(target)],
-        cwd=PROJECT_ROOT,
-        env=bot_env(api, db_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(bot_env(api, db_path), "backup", str(target), timeout=120)
 
 
 async def test_backup_under_load_restores_every_acknowledged_answer(tmp_path: Path) -> None:

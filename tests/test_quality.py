@@ -8,7 +8,6 @@ import os
 import random
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
@@ -21,7 +20,6 @@ from core.aggregates import (
     load_unit_aggregate,
     review_flag,
 )
-from core.config import PROJECT_ROOT
 from core.model import AnswerValue, iso
 from core.quality import (
     FLAG_BURST,
@@ -40,6 +38,7 @@ from core.quality import (
 from core.questionnaire import Question, Questionnaire
 from core.storage import Storage
 from tests.conftest import SECRET
+from tests.support.bot_process import run_cli
 from tests.support.quality_sim import burst_days, coached, simulate, walk
 from tests.support.responses import MOMENT, complete
 
@@ -302,15 +301,7 @@ async def test_nonresponse_rates_per_item(
     env.update(DATABASE_PATH=str(db_path), SPI_SECRET_KEY=SECRET.decode())
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bot", *args],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        return run_cli(env, *args, timeout=60)
 
     table = run("item-rates", "--unit", "dinkes")
     assert table.returncode == 0, table.stderr

@@ -7,18 +7,17 @@ import io
 import logging
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.cli import RedactSecrets
 from core.access import create_invite, redeem_invite, role_of
-from core.config import PROJECT_ROOT, SettingsError, load_settings
+from core.config import SettingsError, load_settings
 from core.engine import Engine
 from core.storage import Storage, StorageError
 from tests.conftest import SECRET
+from tests.support.bot_process import run_cli
 from tests.support.fake_bot_api import FakeBotApi
 from tests.support.survey_driver import Clock
 from tests.support.telegram_driver import running_bot, settings_for
@@ -114,14 +113,12 @@ def test_short_or_missing_secret_key_is_a_clear_error() -> None:
 def test_run_refuses_bad_configuration(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SPI_"))}
     env.update(TELEGRAM_BOT_TOKEN="1:x", DATABASE_PATH=str(tmp_path / "db.sqlite3"))
-    result = subprocess.run([sys.executable, "-m", "bot", "run"], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, check=False, timeout=60)
+    result = run_cli(env, "run", timeout=60)
     assert result.returncode == 2 and "SPI_SECRET_KEY" in result.stderr
     broken = tmp_path / "broken.toml"
     broken.write_text('period = "2025"\n')
     env.update(SPI_SECRET_KEY="k" * 40, QUESTIONNAIRE_PATH=str(broken))
-    result = subprocess.run([sys.executable, "-m", "bot", "run"], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, check=False, timeout=60)
+    result = run_cli(env, "run", timeout=60)
     assert result.returncode == 2
     assert str(broken) in result.stderr and "title: Field required" in result.stderr
     assert "Traceback" not in result.stderr
@@ -136,8 +133,7 @@ async def test_backup_and_corrupt_file(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SPI_"))}
     env["DATABASE_PATH"] = str(db_path)
     target = tmp_path / "backup" / "copy.sqlite3"
-    result = subprocess.run([sys.executable, "-m", "bot", "backup", str(target)], cwd=PROJECT_ROOT,
-                            env=env, capture_output=True, text=True, check=False, timeout=60)
+    result = run_cli(env, "backup", str(target), timeout=60)
     assert result.returncode == 0, result.stderr
     assert (target.stat().st_mode & 0o777) == 0o600
     with sqlite3.connect(target) as db:

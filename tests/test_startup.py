@@ -12,15 +12,14 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from core.config import PROJECT_ROOT, SettingsError, load_settings
+from core.config import SettingsError, load_settings
 from tests.conftest import QUESTIONNAIRE_PATH, SECRET
-from tests.support.bot_process import start_bot
+from tests.support.bot_process import run_cli, start_bot
 from tests.support.fake_bot_api import FakeBotApi
 from tests.support.telegram_driver import TelegramUser, start_as_service_user
 from tests.support.walker import Step, never_or_first
@@ -48,18 +47,6 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_spi(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-
-
 def one_line(result: subprocess.CompletedProcess[str], *needles: str, code: int = 2) -> str:
     """The single stderr line, after checking the exit code and that no secret leaked."""
     lines = result.stderr.splitlines()
@@ -74,7 +61,7 @@ def one_line(result: subprocess.CompletedProcess[str], *needles: str, code: int 
 
 def test_malformed_token(tmp_path: Path) -> None:
     bad = "4242424242:AAH secret with a space"
-    result = run_spi(base_env(tmp_path, TELEGRAM_BOT_TOKEN=bad), "run")
+    result = run_cli(base_env(tmp_path, TELEGRAM_BOT_TOKEN=bad), "run")
     one_line(result, "TELEGRAM_BOT_TOKEN", "malformed")
     assert "AAH secret" not in result.stderr
 
@@ -82,13 +69,13 @@ def test_malformed_token(tmp_path: Path) -> None:
 async def test_token_telegram_rejects(tmp_path: Path) -> None:
     async with FakeBotApi() as api:  # knows only its own token: ours gets 401
         env = base_env(tmp_path, TELEGRAM_BASE_URL=api.base_url)
-        result = await asyncio.to_thread(run_spi, env, "run")
+        result = await asyncio.to_thread(run_cli, env, "run")
     one_line(result, "TELEGRAM_BOT_TOKEN", "rejected", api.base_url, "401")
 
 
 def test_telegram_unreachable(tmp_path: Path) -> None:
     env = base_env(tmp_path)
-    one_line(run_spi(env, "run"), "cannot reach", env["TELEGRAM_BASE_URL"], "TELEGRAM_BASE_URL")
+    one_line(run_cli(env, "run"), "cannot reach", env["TELEGRAM_BASE_URL"], "TELEGRAM_BASE_URL")
 
 
 @contextlib.contextmanager
@@ -114,7 +101,7 @@ def test_read_only_data_directory(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     with read_only(data):
-        line = one_line(run_spi(base_env(tmp_path), "run"), str(data / "spi.sqlite3"))
+        line = one_line(run_cli(base_env(tmp_path), "run"), str(data / "spi.sqlite3"))
     assert "cannot create database" in line
     assert not (data / "spi.sqlite3").exists()
 
@@ -122,7 +109,7 @@ def test_read_only_data_directory(tmp_path: Path) -> None:
 def test_database_path_is_a_directory(tmp_path: Path) -> None:
     directory = tmp_path / "data" / "spi.sqlite3"
     directory.mkdir(parents=True)
-    line = one_line(run_spi(base_env(tmp_path, DATABASE_PATH=str(directory)), "run"))
+    line = one_line(run_cli(base_env(tmp_path, DATABASE_PATH=str(directory)), "run"))
     assert str(directory) in line and "is a directory" in line
 
 
@@ -130,7 +117,7 @@ def test_database_path_under_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "data"
     blocker.write_text("not a directory\n")
     env = base_env(tmp_path, DATABASE_PATH=str(blocker / "spi.sqlite3"))
-    line = one_line(run_spi(env, "run"))
+    line = one_line(run_cli(env, "run"))
     assert f"{blocker} is a file, not a directory" in line
 
 
@@ -143,13 +130,13 @@ def utf16_questionnaire(tmp_path: Path) -> Path:
 
 def test_questionnaire_not_utf8(tmp_path: Path) -> None:
     path = utf16_questionnaire(tmp_path)
-    line = one_line(run_spi(base_env(tmp_path, QUESTIONNAIRE_PATH=str(path)), "run"))
+    line = one_line(run_cli(base_env(tmp_path, QUESTIONNAIRE_PATH=str(path)), "run"))
     assert str(path) in line and "not UTF-8" in line
 
 
 def test_check_questionnaire_not_utf8(tmp_path: Path) -> None:
     path = utf16_questionnaire(tmp_path)
-    line = one_line(run_spi(base_env(tmp_path), "check-questionnaire", str(path)), code=1)
+    line = one_line(run_cli(base_env(tmp_path), "check-questionnaire", str(path)), code=1)
     assert str(path) in line and "not UTF-8" in line
 
 
@@ -159,7 +146,7 @@ def test_check_questionnaire_not_utf8(tmp_path: Path) -> None:
 def test_backup_of_a_missing_database_is_an_error(tmp_path: Path) -> None:
     missing = tmp_path / "data" / "spi.sqilte3"  # a typo
     target = tmp_path / "backup.sqlite3"
-    result = run_spi(base_env(tmp_path, DATABASE_PATH=str(missing)), "backup", str(target))
+    result = run_cli(base_env(tmp_path, DATABASE_PATH=str(missing)), "backup", str(target))
     line = one_line(result, str(missing))
     assert "backup failed" in line and "no such file" in line
     assert not missing.exists() and not missing.parent.exists()
@@ -170,7 +157,7 @@ def test_backup_of_an_empty_file_is_an_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty.sqlite3"
     empty.touch()
     target = tmp_path / "backup.sqlite3"
-    result = run_spi(base_env(tmp_path, DATABASE_PATH=str(empty)), "backup", str(target))
+    result = run_cli(base_env(tmp_path, DATABASE_PATH=str(empty)), "backup", str(target))
     one_line(result, str(empty), "empty")
     assert empty.stat().st_size == 0 and not target.exists()
 
@@ -182,7 +169,7 @@ def test_backup_of_a_database_without_schema_is_an_error(tmp_path: Path) -> None
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE notes(x)")
     target = tmp_path / "backup.sqlite3"
-    result = run_spi(base_env(tmp_path, DATABASE_PATH=str(other)), "backup", str(target))
+    result = run_cli(base_env(tmp_path, DATABASE_PATH=str(other)), "backup", str(target))
     one_line(result, str(other), "not a spi-bot database")
     assert not target.exists()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from core.config import PROJECT_ROOT
@@ -23,6 +24,21 @@ def bot_env(api: FakeBotApi, db_path: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def run_cli(
+    env: Mapping[str, str], *args: str, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot ARGS` from the project root, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=PROJECT_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start_bot(
