@@ -7,11 +7,9 @@ import datetime as dt
 import signal
 import sqlite3
 import subprocess
-import sys
-import textwrap
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,19 +19,18 @@ import httpx
 import pytest
 from telegram.error import NetworkError, TimedOut
 
-from bot.app import build_application
-from bot.broadcast_handlers import HANDLER_GROUP, add_broadcast_handlers, start_reminders
+from bot.broadcast_handlers import start_reminders
 from bot.jobs import MAX_IN_FLIGHT, Clock, request_never_sent
-from bot.services import AnyApplication, Services, open_services
+from bot.services import AnyApplication, Services
 from core import broadcast as bc
-from core.config import PROJECT_ROOT, Settings
+from core.config import Settings
 from core.identity import pseudonym
 from core.model import utcnow
 from core.storage import Storage
 from tests.conftest import SECRET
-from tests.support.bot_process import bot_env
+from tests.support.bot_process import start_bot
 from tests.support.fake_bot_api import ApiCall, FakeBotApi
-from tests.support.telegram_driver import TelegramUser, settings_for
+from tests.support.telegram_driver import TelegramUser, running_application, settings_for
 
 JAKARTA_OFFSET = dt.timedelta(hours=7)
 PERIOD = "2025"
@@ -102,40 +99,16 @@ async def seed_broadcast(db_path: Path, chats: Iterable[int], text: str) -> int:
     return found
 
 
-def wire(app: AnyApplication) -> None:
-    """The broadcast handlers ahead of the survey's catch-alls, as bot/app.py adds them
-    (a no-op reordering once bot/app.py does so itself)."""
-    others = list(app.handlers.get(HANDLER_GROUP, []))
-    for handler in others:
-        app.remove_handler(handler, HANDLER_GROUP)
-    add_broadcast_handlers(app)
-    for handler in others:
-        app.add_handler(handler, HANDLER_GROUP)
-
-
-@asynccontextmanager
-async def broadcast_bot(
+def broadcast_bot(
     settings: Settings, *, rate: float = 200.0, clock: Clock = utcnow
-) -> AsyncIterator[tuple[Services, AnyApplication]]:
-    """The Application as `spi-bot run` builds it, plus the broadcast handlers and jobs."""
-    svc = await open_services(settings)
-    app = build_application(svc)
-    wire(app)
-    try:
-        async with app:
-            await start_reminders(app, clock=clock, rate=rate)
-            await app.start()
-            assert app.updater is not None
-            await app.updater.start_polling(poll_interval=0, timeout=1)
-            try:
-                yield svc, app
-            finally:
-                await app.updater.stop()
-                await app.stop()
-                if app.post_stop is not None:  # as run_polling() does
-                    await app.post_stop(app)
-    finally:
-        await svc.close()
+) -> AbstractAsyncContextManager[tuple[Services, AnyApplication]]:
+    """The Application as `spi-bot run` builds it; the reminders and the sender start
+    with this clock and rate."""
+
+    async def startup(app: AnyApplication) -> None:
+        await start_reminders(app, clock=clock, rate=rate)
+
+    return running_application(settings, startup)
 
 
 def sends(api: FakeBotApi, status: int | None = 200, since: int = 0) -> list[ApiCall]:
@@ -458,51 +431,11 @@ async def test_stopped_half_way_resumes_without_duplicates(api: FakeBotApi, tmp_
     assert Counter(delivery_status(db_path).values()) == Counter({"sent": len(chats)})
 
 
-CHILD = textwrap.dedent(
-    """
-    # `spi-bot run` with the broadcast handlers and jobs wired in (both calls are idempotent,
-    # so this also works once bot/app.py wires them itself).
-    from bot import app as bot_app
-    from bot.broadcast_handlers import start_reminders
-    from bot.cli import main
-    from tests.test_broadcast import wire
-
-    plain_build = bot_app.build_application
-
-    def build(svc):
-        application = plain_build(svc)
-        wire(application)
-        previous = application.post_init
-
-        async def post_init(app):
-            if previous is not None:
-                await previous(app)
-            await start_reminders(app)
-
-        application.post_init = post_init
-        return application
-
-    bot_app.build_application = build
-    main(["run"])
-    """
-)
-
-
 def start_child(api: FakeBotApi, db_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    env = bot_env(
-        api,
-        db_path,
-        SURVEY_WINDOW_START="2000-06-01",
-        SURVEY_WINDOW_END="2000-06-30",
+    """`python -m bot run` with the survey window long past: no reminder falls due."""
+    return start_bot(
+        api, db_path, log_path, SURVEY_WINDOW_START="2000-06-01", SURVEY_WINDOW_END="2000-06-30"
     )
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-c", CHILD],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def test_killed_mid_broadcast_resumes_at_most_once(tmp_path: Path) -> None:

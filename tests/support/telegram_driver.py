@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.app import build_application
-from bot.services import Services, open_services
+from bot.services import AnyApplication, Services, open_services
 from core.config import Settings, load_settings
 from tests.conftest import SECRET
 from tests.support import walker
 from tests.support.fake_bot_api import BotMessage, FakeBotApi
+
+Startup = Callable[[AnyApplication], Awaitable[None]]
 
 
 def settings_for(api: FakeBotApi, db_path: Path, **extra: object) -> Settings:
@@ -25,19 +27,26 @@ def settings_for(api: FakeBotApi, db_path: Path, **extra: object) -> Settings:
 
 
 @asynccontextmanager
-async def running_bot(settings: Settings) -> AsyncIterator[Services]:
-    """The real Application with long polling, started and stopped like `spi-bot run`."""
+async def running_application(
+    settings: Settings, startup: Startup | None = None
+) -> AsyncIterator[tuple[Services, AnyApplication]]:
+    """The real Application with long polling, started and stopped like `spi-bot run`.
+
+    ``startup`` runs instead of the application's ``post_init`` (e.g. the reminders
+    with a test clock)."""
     svc = await open_services(settings)
     app = build_application(svc)
     try:
         async with app:
-            if app.post_init is not None:  # as run_polling() does
+            if startup is not None:
+                await startup(app)
+            elif app.post_init is not None:  # as run_polling() does
                 await app.post_init(app)
             await app.start()
             assert app.updater is not None
             await app.updater.start_polling(poll_interval=0, timeout=1)
             try:
-                yield svc
+                yield svc, app
             finally:
                 await app.updater.stop()
                 await app.stop()
@@ -45,6 +54,12 @@ async def running_bot(settings: Settings) -> AsyncIterator[Services]:
                     await app.post_stop(app)
     finally:
         await svc.close()
+
+
+@asynccontextmanager
+async def running_bot(settings: Settings) -> AsyncIterator[Services]:
+    async with running_application(settings) as (svc, _app):
+        yield svc
 
 
 class TelegramUser:
