@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -289,6 +289,9 @@ class QuestionnaireError(DataFileError):
     pass
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 def read_toml(path: Path, error: type[DataFileError]) -> dict[str, object]:
     """Read a TOML file, turning I/O and syntax errors into ``error``."""
     try:
@@ -300,6 +303,15 @@ def read_toml(path: Path, error: type[DataFileError]) -> dict[str, object]:
         raise error(path, [Issue(field="(file)", reason=str(exc))]) from None
     except tomllib.TOMLDecodeError as exc:
         raise error(path, [Issue(field="(syntax)", reason=str(exc))]) from None
+
+
+def read_model(path: Path, model: type[M], error: type[DataFileError]) -> M:
+    """Read a TOML file into ``model``; every problem raises ``error`` naming the field."""
+    data = read_toml(path, error)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(path, issues_from_validation(exc, data)) from None
 
 
 def issues_from_validation(exc: ValidationError, data: object) -> list[Issue]:
@@ -338,11 +350,7 @@ ARCHIVE_DIR = "archive"  # earlier editions of a questionnaire file, for scoring
 
 def load_questionnaire(path: Path) -> Questionnaire:
     """Load, validate, resolve scales and cross-check a questionnaire file."""
-    data = read_toml(path, QuestionnaireError)
-    try:
-        questionnaire = Questionnaire.model_validate(data)
-    except ValidationError as exc:
-        raise QuestionnaireError(path, issues_from_validation(exc, data)) from None
+    questionnaire = read_model(path, Questionnaire, QuestionnaireError)
     issues = resolve_and_check(questionnaire)
     if issues:
         raise QuestionnaireError(path, issues)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 from babel.numbers import format_decimal
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.config import PROJECT_ROOT
 from core.fieldwork import ScreenOut
@@ -24,8 +24,7 @@ from core.questionnaire import (
     DataFileError,
     Issue,
     Questionnaire,
-    issues_from_validation,
-    read_toml,
+    read_model,
 )
 from core.scoring import (
     K_ANONYMITY,
@@ -167,11 +166,7 @@ def _period_key(period: str) -> tuple[int, str]:
 
 def load_kpk_results(path: Path) -> KpkResults:
     """Read and check the file; any problem raises KpkResultsError naming the field."""
-    data = read_toml(path, KpkResultsError)
-    try:
-        parsed = KpkResults.model_validate(data)
-    except ValidationError as exc:
-        raise KpkResultsError(path, issues_from_validation(exc, data)) from None
+    parsed = read_model(path, KpkResults, KpkResultsError)
     seen: set[str] = set()
     for i, result in enumerate(parsed.results):
         if result.period in seen:

@@ -11,9 +11,9 @@ import unicodedata
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.questionnaire import DataFileError, Issue, issues_from_validation, read_toml
+from core.questionnaire import DataFileError, Issue, read_model
 from core.scoring import CITY_UNIT
 
 UnitCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,15}$")]
@@ -88,11 +88,7 @@ class UnitRegistry:
 
 
 def load_units(path: Path) -> UnitRegistry:
-    data = read_toml(path, UnitsError)
-    try:
-        parsed = UnitsFile.model_validate(data)
-    except ValidationError as exc:
-        raise UnitsError(path, issues_from_validation(exc, data)) from None
+    parsed = read_model(path, UnitsFile, UnitsError)
     seen: set[str] = set()
     issues = []
     for i, unit in enumerate(parsed.units):
